@@ -1,0 +1,201 @@
+//! `App::build` wires configuration into a running server: data dir, database, blob store,
+//! metrics, listener. `App::run_until` serves until a shutdown signal, then drains.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::{Config, StorageBackend};
+use crate::db::{AppliedMigration, Db, DbError};
+use crate::metrics::{Metrics, MetricsError};
+use crate::rum::RumGuard;
+use crate::state::AppState;
+use crate::storage::{LocalStore, StoreError};
+use crate::{http, version};
+
+/// How long in-flight requests get to finish after a shutdown signal.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why the app could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration asks for something this build cannot do yet.
+    #[error("{key}: {problem}")]
+    Unsupported {
+        /// The config key.
+        key: &'static str,
+        /// What is missing.
+        problem: &'static str,
+    },
+    /// The data dir could not be created.
+    #[error("data_dir {path}: {source}")]
+    DataDir {
+        /// The folder.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Database open or migration failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Blob store could not be prepared.
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    /// Metrics registry could not be built.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// The listen address could not be bound.
+    #[error("server.listen {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl StartError {
+    /// Process exit code: 78 (EX_CONFIG) for configuration problems, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartError::Unsupported { .. } => 78,
+            _ => 1,
+        }
+    }
+}
+
+/// A built app, bound to its port, ready to serve.
+pub struct App {
+    state: AppState,
+    listener: TcpListener,
+    addr: SocketAddr,
+    migrations: Vec<AppliedMigration>,
+}
+
+impl App {
+    /// Prepares everything the server needs and binds the listener.
+    pub async fn build(config: Config) -> Result<App, StartError> {
+        // Refuse what this build cannot serve before touching the disk.
+        if config.storage.backend == StorageBackend::S3 {
+            return Err(StartError::Unsupported {
+                key: "storage.backend",
+                problem: "\"s3\" is not available in this build yet; use \"local\"",
+            });
+        }
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let data_dir = config.data_dir.clone();
+        let (db, migrations) = tokio::task::spawn_blocking(move || Db::open_and_migrate(&data_dir))
+            .await
+            .map_err(|e| DbError::Join(e.to_string()))??;
+        let store = LocalStore::open(&config.storage.local_root)?;
+        let metrics = Metrics::new(version::VERSION, version::COMMIT)?;
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.server.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.server.listen,
+            source,
+        })?;
+        let rum = Arc::new(RumGuard::new(
+            config.rum.max_routes,
+            config.rum.rate_limit_per_min,
+        ));
+        let state = AppState {
+            config: Arc::new(config),
+            db,
+            store,
+            metrics,
+            rum,
+        };
+        Ok(App {
+            state,
+            listener,
+            addr,
+            migrations,
+        })
+    }
+
+    /// The bound address (the real port when the config asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Migrations known to the database at start, with the ones applied by this start.
+    pub fn migrations(&self) -> &[AppliedMigration] {
+        &self.migrations
+    }
+
+    /// Shared state (tests reach the database and metrics through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish (bounded by
+    /// [`DRAIN_TIMEOUT`]).
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutdown requested; finishing in-flight requests");
+            let _ = drain_tx.send(());
+        };
+        let rum = self.state.rum.clone();
+        let sweeper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                rum.sweep();
+            }
+        });
+        let server = warp::serve(http::app(self.state))
+            .incoming(self.listener)
+            .graceful(signal)
+            .run();
+        let deadline = async move {
+            if drain_rx.await.is_ok() {
+                tokio::time::sleep(DRAIN_TIMEOUT).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            () = server => tracing::info!("stopped"),
+            () = deadline => tracing::warn!("drain timeout reached; closing remaining connections"),
+        }
+        sweeper.abort();
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

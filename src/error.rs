@@ -1,0 +1,182 @@
+//! `ApiError` and the only writer of the JSON error envelope
+//! `{"error":{"code","message","request_id"}}`.
+
+use std::convert::Infallible;
+
+use warp::http::{HeaderValue, StatusCode, header};
+use warp::reject::Rejection;
+use warp::reply::Response;
+
+/// Every error an HTTP client can see, with its status and stable code.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// No route for this path.
+    #[error("no such resource")]
+    NotFound,
+    /// The path exists but not with this method.
+    #[error("method not allowed for this resource")]
+    MethodNotAllowed,
+    /// Malformed or wrongly typed JSON; the message names the field.
+    #[error("{0}")]
+    InvalidJson(String),
+    /// Malformed query string.
+    #[error("{0}")]
+    InvalidQuery(String),
+    /// Well-formed but unacceptable input, with a stable code.
+    #[error("{message}")]
+    BadRequest {
+        /// Stable machine-readable code.
+        code: &'static str,
+        /// What to fix.
+        message: String,
+    },
+    /// Body over the route's limit.
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// Wrong `content-type`.
+    #[error("content-type must be {expected}")]
+    UnsupportedMediaType {
+        /// What the route accepts.
+        expected: String,
+    },
+    /// Refused by policy (e.g. CORS origin).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many requests from this client.
+    #[error("too many requests; retry in {retry_after_secs} s")]
+    RateLimited {
+        /// Seconds until a retry can succeed.
+        retry_after_secs: u64,
+    },
+    /// A dependency is down.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure; details are in the log, not the response.
+    #[error("internal error; the request id in this response finds it in the log")]
+    Internal,
+}
+
+impl warp::reject::Reject for ApiError {}
+
+impl ApiError {
+    /// HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::InvalidJson(_) | Self::InvalidQuery(_) | Self::BadRequest { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::InvalidJson(_) => "invalid_json",
+            Self::InvalidQuery(_) => "invalid_query",
+            Self::BadRequest { code, .. } => code,
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UnsupportedMediaType { .. } => "unsupported_media_type",
+            Self::Forbidden(_) => "forbidden",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// Maps warp's own rejections (and ours) to an `ApiError`.
+    pub fn from_rejection(rej: &Rejection) -> ApiError {
+        if let Some(e) = rej.find::<ApiError>() {
+            return e.clone();
+        }
+        if rej.is_not_found() {
+            return ApiError::NotFound;
+        }
+        if rej.find::<warp::reject::MethodNotAllowed>().is_some() {
+            return ApiError::MethodNotAllowed;
+        }
+        if let Some(e) = rej.find::<warp::reject::InvalidQuery>() {
+            return ApiError::InvalidQuery(e.to_string());
+        }
+        if rej.find::<warp::reject::PayloadTooLarge>().is_some() {
+            return ApiError::PayloadTooLarge { limit: 0 };
+        }
+        if rej.find::<warp::reject::UnsupportedMediaType>().is_some() {
+            return ApiError::UnsupportedMediaType {
+                expected: "application/json".into(),
+            };
+        }
+        if let Some(e) = rej.find::<warp::reject::InvalidHeader>() {
+            return ApiError::BadRequest {
+                code: "invalid_header",
+                message: format!("invalid {} header", e.name()),
+            };
+        }
+        if let Some(e) = rej.find::<warp::reject::MissingHeader>() {
+            return ApiError::BadRequest {
+                code: "missing_header",
+                message: format!("missing {} header", e.name()),
+            };
+        }
+        if let Some(e) = rej.find::<warp::filters::cors::CorsForbidden>() {
+            return ApiError::Forbidden(e.to_string());
+        }
+        tracing::error!(rejection = ?rej, "unhandled rejection");
+        ApiError::Internal
+    }
+
+    /// A response carrying this error; [`finish`] writes its body with the request id.
+    pub fn into_response(self) -> Response {
+        let mut resp = Response::new("".into());
+        *resp.status_mut() = self.status();
+        if let ApiError::RateLimited { retry_after_secs } = &self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
+        resp.extensions_mut().insert(self);
+        resp
+    }
+}
+
+/// Recovers any rejection into a response, for the outermost `recover`.
+pub async fn recover(rej: Rejection) -> Result<Response, Infallible> {
+    Ok(ApiError::from_rejection(&rej).into_response())
+}
+
+/// The last step of every response: writes the error envelope (if the response carries an
+/// `ApiError`) and the `x-request-id` header.
+pub fn finish(request_id: &str, mut resp: Response) -> Response {
+    if let Some(err) = resp.extensions_mut().remove::<ApiError>() {
+        if matches!(err, ApiError::Internal) {
+            tracing::error!(request_id, "internal error answered with 500");
+        }
+        let body = serde_json::json!({
+            "error": {
+                "code": err.code(),
+                "message": err.to_string(),
+                "request_id": request_id,
+            }
+        });
+        *resp.body_mut() = body.to_string().into();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}

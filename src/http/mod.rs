@@ -1,0 +1,151 @@
+//! The warp application: every route, the request id, metrics per route template, and the one
+//! `recover` that turns every rejection into the JSON error envelope (via `error::finish`).
+
+use std::convert::Infallible;
+use std::time::Instant;
+
+use warp::filters::BoxedFilter;
+use warp::http::{HeaderMap, Method};
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use crate::error::{self, ApiError};
+use crate::metrics::Metrics;
+use crate::state::AppState;
+
+pub(crate) mod api;
+pub(crate) mod dashboard;
+pub(crate) mod filters;
+pub(crate) mod ops;
+
+/// Label for requests that matched no route (never the raw path).
+pub const UNMATCHED: &str = "unmatched";
+
+/// The route template a response was produced by, carried in its extensions.
+#[derive(Debug, Clone, Copy)]
+struct RouteTag(&'static str);
+
+/// Builds the whole HTTP application.
+pub fn app(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let routes = ops::routes(&state)
+        .or(api::routes(&state))
+        .unify()
+        .or(dashboard::routes())
+        .unify();
+    let handled = routes.recover(error::recover).unify();
+    let metrics = state.metrics.clone();
+    request_ctx()
+        .and(handled)
+        .map(move |ctx: RequestCtx, resp: Response| ctx.finish(&metrics, resp))
+        .with(warp::trace(|info| {
+            tracing::info_span!(
+                "http",
+                method = %info.method(),
+                request_id = tracing::field::Empty
+            )
+        }))
+}
+
+/// Wraps one route: once its path and method matched, any later rejection (auth, body,
+/// handler) becomes that route's error response, tagged with `template` for metrics and logs.
+/// 404/405 still fall through so other routes get their turn.
+pub(crate) fn route<F, R>(template: &'static str, f: F) -> BoxedFilter<(Response,)>
+where
+    F: Filter<Extract = (R,), Error = Rejection> + Clone + Send + Sync + 'static,
+    R: Reply + 'static,
+{
+    f.map(Reply::into_response)
+        .or_else(|rej: Rejection| async move {
+            if rej.is_not_found() || rej.find::<warp::reject::MethodNotAllowed>().is_some() {
+                Err(rej)
+            } else {
+                Ok((ApiError::from_rejection(&rej).into_response(),))
+            }
+        })
+        .map(move |mut resp: Response| {
+            resp.extensions_mut().insert(RouteTag(template));
+            resp
+        })
+        .boxed()
+}
+
+/// What the outer layer knows about a request before routing.
+struct RequestCtx {
+    id: String,
+    method: Method,
+    started: Instant,
+}
+
+fn request_ctx() -> impl Filter<Extract = (RequestCtx,), Error = Infallible> + Clone {
+    warp::method()
+        .and(warp::header::headers_cloned())
+        .map(|method: Method, headers: HeaderMap| {
+            let id = headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| is_sane_request_id(v))
+                .map(str::to_owned)
+                .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
+            tracing::Span::current().record("request_id", tracing::field::display(&id));
+            RequestCtx {
+                id,
+                method,
+                started: Instant::now(),
+            }
+        })
+}
+
+/// Accepts ids a proxy or client may have set: 1–128 chars of `[A-Za-z0-9._:-]`.
+fn is_sane_request_id(v: &str) -> bool {
+    (1..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+impl RequestCtx {
+    fn finish(self, metrics: &Metrics, resp: Response) -> Response {
+        let route = resp
+            .extensions()
+            .get::<RouteTag>()
+            .map_or(UNMATCHED, |t| t.0);
+        let status = resp.status().as_u16();
+        let elapsed = self.started.elapsed();
+        let method = method_label(&self.method);
+        metrics.observe_http(route, method, status, elapsed.as_secs_f64());
+        // Route template, not the path: paths can carry path-form tokens.
+        tracing::info!(
+            route,
+            status,
+            ms = elapsed.as_micros() as f64 / 1000.0,
+            "{method} {route} -> {status}"
+        );
+        error::finish(&self.id, resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_checked() {
+        assert!(is_sane_request_id("abc-123_x.y:z"));
+        assert!(!is_sane_request_id(""));
+        assert!(!is_sane_request_id("a b"));
+        assert!(!is_sane_request_id("<script>"));
+        assert!(!is_sane_request_id(&"a".repeat(129)));
+    }
+}

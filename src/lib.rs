@@ -1,0 +1,18 @@
+//! Veza: a self-hosted audio streaming origin built to sit behind a CDN.
+//! See docs/ARCHITECTURE.md for the module map and the life of a request.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod rum;
+pub mod state;
+pub mod storage;
+pub mod telemetry;
+pub mod version;
+
+pub use app::App;

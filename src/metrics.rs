@@ -1,0 +1,163 @@
+//! Prometheus metrics: one `Registry` per app (never the global one), so two apps in one
+//! process (tests) never collide. Every label is a bounded set; never a raw path or an id.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// HTTP status classes used as a label.
+pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Web-vitals histogram buckets: the union of Google's good / needs-improvement thresholds
+/// (LCP 2.5/4 s, INP 0.2/0.5 s, CLS 0.1/0.25, FCP 1.8/3 s, TTFB 0.8/1.8 s) and a spread around
+/// them, so one histogram serves seconds and unitless CLS alike.
+pub const RUM_BUCKETS: [f64; 20] = [
+    0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.5, 0.8, 1.0, 1.8, 2.5, 3.0, 4.0, 6.0, 10.0,
+    20.0, 30.0, 60.0,
+];
+
+/// Errors while building the registry (a programming error, surfaced at start).
+#[derive(Debug, thiserror::Error)]
+#[error("metrics: {0}")]
+pub struct MetricsError(#[from] prometheus::Error);
+
+/// All of the app's metrics and the registry that owns them.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `veza_http_requests_total{route,method,status_class}`
+    pub http_requests: IntCounterVec,
+    /// `veza_http_request_duration_seconds{route,method}`
+    pub http_duration: HistogramVec,
+    /// `veza_rum_web_vitals{name,route,device}`
+    pub rum_web_vitals: HistogramVec,
+    /// `veza_rum_beacons_received_total`
+    pub rum_beacons_received: IntCounter,
+    /// `veza_rum_beacons_rejected_total{reason}`
+    pub rum_beacons_rejected: IntCounterVec,
+}
+
+impl Metrics {
+    /// Builds a fresh registry with every metric registered.
+    pub fn new(version: &str, commit: &str) -> Result<Metrics, MetricsError> {
+        let registry = Registry::new_custom(Some("veza".into()), None)?;
+
+        let build = IntGaugeVec::new(
+            Opts::new(
+                "build_info",
+                "Build of this veza: version and git commit; always 1",
+            ),
+            &["version", "commit"],
+        )?;
+        build.with_label_values(&[version, commit]).set(1);
+        registry.register(Box::new(build))?;
+
+        let http_requests = IntCounterVec::new(
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests answered, by route template, method and status class",
+            ),
+            &["route", "method", "status_class"],
+        )?;
+        registry.register(Box::new(http_requests.clone()))?;
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "Time to produce the response head, by route template and method",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ]),
+            &["route", "method"],
+        )?;
+        registry.register(Box::new(http_duration.clone()))?;
+
+        let rum_web_vitals = HistogramVec::new(
+            HistogramOpts::new(
+                "rum_web_vitals",
+                "Real-user web vitals: seconds for LCP/INP/FCP/TTFB, unitless for CLS",
+            )
+            .buckets(RUM_BUCKETS.to_vec()),
+            &["name", "route", "device"],
+        )?;
+        registry.register(Box::new(rum_web_vitals.clone()))?;
+        let rum_beacons_received = IntCounter::new(
+            "rum_beacons_received_total",
+            "Web-vitals beacon requests received (before validation)",
+        )?;
+        registry.register(Box::new(rum_beacons_received.clone()))?;
+        let rum_beacons_rejected = IntCounterVec::new(
+            Opts::new(
+                "rum_beacons_rejected_total",
+                "Web-vitals beacons or items rejected, by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(rum_beacons_rejected.clone()))?;
+
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+
+        Ok(Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            rum_web_vitals,
+            rum_beacons_received,
+            rum_beacons_rejected,
+        })
+    }
+
+    /// Records one answered request.
+    pub fn observe_http(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let class = STATUS_CLASSES
+            .get(usize::from(status / 100).saturating_sub(1))
+            .copied()
+            .unwrap_or("5xx");
+        self.http_requests
+            .with_label_values(&[route, method, class])
+            .inc();
+        self.http_duration
+            .with_label_values(&[route, method])
+            .observe(seconds);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Result<String, MetricsError> {
+        let mut out = Vec::with_capacity(8 * 1024);
+        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        Ok(String::from_utf8(out).expect("the text encoder writes UTF-8"))
+    }
+
+    /// The registry, for collectors added by subsystems.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_registries_in_one_process_do_not_collide() {
+        let a = Metrics::new("1", "x").unwrap();
+        let b = Metrics::new("1", "x").unwrap();
+        a.observe_http("/healthz", "GET", 200, 0.001);
+        b.observe_http("/healthz", "GET", 200, 0.001);
+        assert!(a.render().unwrap().contains("veza_build_info"));
+    }
+
+    #[test]
+    fn status_classes_are_bounded() {
+        let m = Metrics::new("1", "x").unwrap();
+        m.observe_http("unmatched", "GET", 999, 0.0);
+        m.observe_http("unmatched", "GET", 0, 0.0);
+        let text = m.render().unwrap();
+        assert!(!text.contains("9xx") && !text.contains("0xx"));
+    }
+}

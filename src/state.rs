@@ -1,0 +1,24 @@
+//! `AppState`: the cheap-to-clone bundle every handler receives. No logic here.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::metrics::Metrics;
+use crate::rum::RumGuard;
+use crate::storage::LocalStore;
+
+/// Shared handles for handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// SQLite.
+    pub db: Db,
+    /// Blob store.
+    pub store: LocalStore,
+    /// This app's metrics and registry.
+    pub metrics: Metrics,
+    /// RUM route cap and rate limit.
+    pub rum: Arc<RumGuard>,
+}
