@@ -620,11 +620,14 @@ fn figment_error(fig: &Figment, e: figment::Error) -> ConfigError {
     let mut key = e.path.join(".");
     let problem = match &e.kind {
         figment::error::Kind::UnknownField(field, _) => {
-            key = if key.is_empty() {
-                field.clone()
-            } else {
-                format!("{key}.{field}")
-            };
+            // figment's path usually ends with the unknown field already.
+            if e.path.last() != Some(field) {
+                key = if key.is_empty() {
+                    field.clone()
+                } else {
+                    format!("{key}.{field}")
+                };
+            }
             "unknown key (check the spelling; see docs/ENV_VARIABLES.md)".to_owned()
         }
         kind => kind.to_string(),
@@ -658,7 +661,8 @@ fn describe_source(md: &Metadata, key: &str) -> String {
         let alias = CDN_ALIASES.iter().find(|(_, k)| *k == key).map(|(a, _)| *a);
         return format!("env {}", alias.unwrap_or("CDN_*"));
     }
-    if md.name.contains("Serialized") || md.name.contains("Default") {
+    // Built-in defaults are the only layer provided from code.
+    if matches!(md.source, Some(figment::Source::Code(_))) {
         return "default".into();
     }
     md.name.to_string()

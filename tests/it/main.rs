@@ -1,1 +1,6 @@
-
+//! Integration tests: one binary (one link step), one module per area.
+mod cli;
+mod docs;
+mod helpers;
+mod http;
+mod shutdown;

@@ -1,0 +1,131 @@
+//! Shared test fixtures: the real app on port 0 with a temp data dir, the real binary, and
+//! envelope assertions.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tokio::sync::oneshot;
+use veza::config::Config;
+
+/// A running app and what it needs to stay alive.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub data_dir: PathBuf,
+    stop: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    _tmp: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// `http://127.0.0.1:port{path}`
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Stops the server and waits for it before the temp dir goes away.
+    pub async fn stop(mut self) {
+        if let Some((tx, task)) = self.stop.take() {
+            let _ = tx.send(());
+            task.await.unwrap();
+        }
+    }
+}
+
+/// Starts the app with defaults (temp data dir, 127.0.0.1:0).
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the app after `tweak` adjusts the config.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let mut config = veza::config::from_toml_str(&format!(
+        "data_dir = {:?}\n[server]\nlisten = \"127.0.0.1:0\"\n",
+        data_dir.display().to_string()
+    ))
+    .unwrap();
+    config.storage.local_root = data_dir.join("blobs");
+    tweak(&mut config);
+    let app = veza::App::build(config).await.unwrap();
+    let addr = app.local_addr();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until(async {
+        rx.await.ok();
+    }));
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        data_dir,
+        stop: Some((tx, task)),
+        _tmp: tmp,
+    }
+}
+
+/// Asserts status, the envelope's code, a non-empty request id equal to the header's.
+pub async fn assert_envelope(
+    resp: reqwest::Response,
+    status: u16,
+    code: &str,
+) -> serde_json::Value {
+    assert_eq!(resp.status().as_u16(), status, "status");
+    let header_id = resp
+        .headers()
+        .get("x-request-id")
+        .expect("x-request-id header")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(ct.starts_with("application/json"), "content-type {ct}");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let err = &body["error"];
+    assert_eq!(err["code"], code, "{body}");
+    assert!(!err["message"].as_str().unwrap().is_empty(), "{body}");
+    assert_eq!(err["request_id"], header_id.as_str(), "{body}");
+    body
+}
+
+/// The real `veza` binary with a clean environment (only PATH and HOME), run in `cwd`.
+pub fn veza(cwd: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_veza"));
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", cwd)
+        .current_dir(cwd);
+    c
+}
+
+/// stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The path of a required external tool; fails the test (never skips) when it is missing.
+pub fn require_tool(name: &str) -> PathBuf {
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/sbin", "/usr/bin"])
+    {
+        let p = Path::new(dir).join(name);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!(
+        "{name} is required by this test and is not installed; run ./.ci/test, which installs it"
+    )
+}
