@@ -26,13 +26,18 @@ pub const CDN_ALIASES: [(&str, &str); 4] = [
 ];
 
 /// Keys whose values are secrets: masked in `config check`, `Debug` and logs.
-pub const SECRET_KEYS: [&str; 5] = [
+pub const SECRET_KEYS: [&str; 7] = [
     "storage.s3.secret_access_key",
     "storage.s3.session_token",
     "cdn.security_key",
     "cdn.bunny.api_key",
     "cdn.bunny.origin_secret",
+    "cdn.local.key",
+    "cdn.local.previous_key",
 ];
+
+/// Placeholders allowed in `cdn.nginx.expression`.
+pub const NGINX_PLACEHOLDERS: [&str; 4] = ["{expires}", "{uri}", "{remote_addr}", "{secret}"];
 
 /// A configuration problem: which key, where its value came from, and what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +130,10 @@ pub struct RawCdn {
     pub ttl_secs: u64,
     pub fallback: Vec<String>,
     pub bunny: RawBunny,
+    pub local: RawCdnLocal,
+    pub cloudfront: RawCloudFront,
+    pub nginx: RawNginx,
+    pub cloudflare: RawCloudflare,
 }
 
 /// `[cdn.bunny]`
@@ -141,6 +150,38 @@ pub struct RawBunny {
     pub api_key: String,
     #[serde(deserialize_with = "lenient_string")]
     pub origin_secret: String,
+}
+
+/// `[cdn.local]`: Veza's own `/media/` tokens.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCdnLocal {
+    #[serde(deserialize_with = "lenient_string")]
+    pub key: String,
+    #[serde(deserialize_with = "lenient_string")]
+    pub previous_key: String,
+}
+
+/// `[cdn.cloudfront]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCloudFront {
+    pub key_pair_id: String,
+    pub private_key_path: String,
+}
+
+/// `[cdn.nginx]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawNginx {
+    pub expression: String,
+}
+
+/// `[cdn.cloudflare]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCloudflare {
+    pub param: String,
 }
 
 /// `[hls]`
@@ -230,6 +271,26 @@ impl Default for RawCdn {
             ttl_secs: 3600,
             fallback: vec!["s3".into(), "local".into()],
             bunny: RawBunny::default(),
+            local: RawCdnLocal::default(),
+            cloudfront: RawCloudFront::default(),
+            nginx: RawNginx::default(),
+            cloudflare: RawCloudflare::default(),
+        }
+    }
+}
+
+impl Default for RawNginx {
+    fn default() -> Self {
+        Self {
+            expression: "{expires}{uri} {secret}".into(),
+        }
+    }
+}
+
+impl Default for RawCloudflare {
+    fn default() -> Self {
+        Self {
+            param: "verify".into(),
         }
     }
 }
@@ -485,6 +546,47 @@ pub struct CdnConfig {
     pub fallback: Vec<CdnProvider>,
     /// `[cdn.bunny]`
     pub bunny: BunnyConfig,
+    /// `[cdn.local]`
+    pub local: LocalSigningConfig,
+    /// `[cdn.cloudfront]`
+    pub cloudfront: CloudFrontConfig,
+    /// `[cdn.nginx]`
+    pub nginx: NginxConfig,
+    /// `[cdn.cloudflare]`
+    pub cloudflare: CloudflareConfig,
+}
+
+/// `[cdn.local]`, parsed.
+#[derive(Debug, Clone)]
+pub struct LocalSigningConfig {
+    /// HMAC key for `/media/` tokens; empty = `{data_dir}/signing.key`, generated on first use.
+    pub key: Secret,
+    /// The key before the last rotation: still accepted when verifying, never used to sign.
+    pub previous_key: Secret,
+}
+
+/// `[cdn.cloudfront]`, parsed.
+#[derive(Debug, Clone)]
+pub struct CloudFrontConfig {
+    /// Public key id from the CloudFront key group (`K2JCJMDEHXQW5F`).
+    pub key_pair_id: String,
+    /// PEM file with the matching RSA private key (`None` when unset).
+    pub private_key_path: Option<PathBuf>,
+}
+
+/// `[cdn.nginx]`, parsed.
+#[derive(Debug, Clone)]
+pub struct NginxConfig {
+    /// The string `secure_link_md5` hashes, with `{expires}`, `{uri}`, `{remote_addr}`,
+    /// `{secret}` placeholders.
+    pub expression: String,
+}
+
+/// `[cdn.cloudflare]`, parsed.
+#[derive(Debug, Clone)]
+pub struct CloudflareConfig {
+    /// Query parameter carrying `{timestamp}-{mac}`; must be the last one in the URL.
+    pub param: String,
 }
 
 /// `[cdn.bunny]`, parsed.
@@ -601,6 +703,8 @@ pub fn masked_toml(cfg: &Config, fig: &Figment) -> Result<String, ConfigError> {
         &mut raw.cdn.security_key,
         &mut raw.cdn.bunny.api_key,
         &mut raw.cdn.bunny.origin_secret,
+        &mut raw.cdn.local.key,
+        &mut raw.cdn.local.previous_key,
     ] {
         *s = "****".into();
     }
@@ -858,7 +962,26 @@ fn validate(fig: &Figment, raw: &RawConfig) -> Result<Config, ConfigError> {
                 }
             }
             CdnProvider::S3 => require_s3(&c, &s3, "cdn.provider = \"s3\"")?,
-            CdnProvider::Local | CdnProvider::Cloudfront => {}
+            CdnProvider::Cloudfront => {
+                for (key, empty) in [
+                    (
+                        "cdn.cloudfront.key_pair_id",
+                        raw.cdn.cloudfront.key_pair_id.is_empty(),
+                    ),
+                    (
+                        "cdn.cloudfront.private_key_path",
+                        raw.cdn.cloudfront.private_key_path.is_empty(),
+                    ),
+                ] {
+                    if empty {
+                        return Err(c.err(
+                            key,
+                            "empty while cdn.enabled = true and cdn.provider = \"cloudfront\"",
+                        ));
+                    }
+                }
+            }
+            CdnProvider::Local => {}
         }
         if base_url.is_none() && !matches!(provider, CdnProvider::S3 | CdnProvider::Local) {
             return Err(c.err(
@@ -866,6 +989,33 @@ fn validate(fig: &Figment, raw: &RawConfig) -> Result<Config, ConfigError> {
                 format!("empty while cdn.enabled = true and cdn.provider = \"{provider}\"; set the CDN hostname, e.g. https://zone.b-cdn.net"),
             ));
         }
+    }
+
+    for (key, value) in [
+        ("cdn.local.key", &raw.cdn.local.key),
+        ("cdn.local.previous_key", &raw.cdn.local.previous_key),
+    ] {
+        // A short HMAC key is guessable offline from one signed URL.
+        if !value.is_empty() && value.len() < 32 {
+            return Err(c.err(
+                key,
+                "shorter than 32 characters; use e.g. `openssl rand -hex 32`, or leave empty to generate {data_dir}/signing.key",
+            ));
+        }
+    }
+    check_nginx_expression(&raw.cdn.nginx.expression)
+        .map_err(|p| c.err("cdn.nginx.expression", p))?;
+    let cf_param = &raw.cdn.cloudflare.param;
+    if cf_param.is_empty()
+        || cf_param.len() > 32
+        || !cf_param
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(c.err(
+            "cdn.cloudflare.param",
+            format!("{cf_param:?} must be 1-32 characters of A-Z a-z 0-9 _ -"),
+        ));
     }
 
     if raw.hls.ladder_kbps.is_empty() {
@@ -946,6 +1096,21 @@ fn validate(fig: &Figment, raw: &RawConfig) -> Result<Config, ConfigError> {
                 api_key: Secret::new(&raw.cdn.bunny.api_key),
                 origin_secret: Secret::new(&raw.cdn.bunny.origin_secret),
             },
+            local: LocalSigningConfig {
+                key: Secret::new(&raw.cdn.local.key),
+                previous_key: Secret::new(&raw.cdn.local.previous_key),
+            },
+            cloudfront: CloudFrontConfig {
+                key_pair_id: raw.cdn.cloudfront.key_pair_id.clone(),
+                private_key_path: (!raw.cdn.cloudfront.private_key_path.is_empty())
+                    .then(|| PathBuf::from(&raw.cdn.cloudfront.private_key_path)),
+            },
+            nginx: NginxConfig {
+                expression: raw.cdn.nginx.expression.clone(),
+            },
+            cloudflare: CloudflareConfig {
+                param: cf_param.clone(),
+            },
         },
         hls: HlsConfig {
             enabled: raw.hls.enabled,
@@ -993,6 +1158,33 @@ fn parse_http_url(s: &str) -> Result<Url, String> {
         ));
     }
     Ok(url)
+}
+
+/// Placeholders must be known and `{expires}`, `{uri}`, `{secret}` present: without them a link
+/// would not expire, not be tied to its file, or be forgeable.
+fn check_nginx_expression(expr: &str) -> Result<(), String> {
+    let mut rest = expr;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..]
+            .find('}')
+            .ok_or_else(|| format!("{expr:?} has an unclosed '{{'"))?;
+        let name = &rest[open..open + close + 1];
+        if !NGINX_PLACEHOLDERS.contains(&name) {
+            return Err(format!(
+                "{name:?} is not one of {}",
+                NGINX_PLACEHOLDERS.join(" ")
+            ));
+        }
+        rest = &rest[open + close + 1..];
+    }
+    for needed in ["{expires}", "{uri}", "{secret}"] {
+        if !expr.contains(needed) {
+            return Err(format!(
+                "{expr:?} lacks {needed} (default: \"{{expires}}{{uri}} {{secret}}\")"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn parse_countries(list: &[String]) -> Result<Vec<String>, String> {
@@ -1047,6 +1239,42 @@ mod tests {
     fn numeric_looking_secret_stays_text() {
         let c = from_toml_str("[cdn]\nsecurity_key = 1234").unwrap();
         assert_eq!(c.cdn.security_key.expose(), "1234");
+    }
+
+    #[test]
+    fn signing_sections_have_defaults_and_checks() {
+        let c = from_toml_str("").unwrap();
+        assert_eq!(c.cdn.nginx.expression, "{expires}{uri} {secret}");
+        assert_eq!(c.cdn.cloudflare.param, "verify");
+        assert!(c.cdn.local.key.is_empty() && c.cdn.cloudfront.private_key_path.is_none());
+        let e = from_toml_str("[cdn.local]\nkey = \"short\"").unwrap_err();
+        assert!(e.to_string().starts_with("cdn.local.key"), "{e}");
+        assert!(!e.to_string().contains("short\""), "{e}");
+        let e = from_toml_str("[cdn.nginx]\nexpression = \"{uri} {secret}\"").unwrap_err();
+        assert!(e.to_string().starts_with("cdn.nginx.expression"), "{e}");
+        let e = from_toml_str("[cdn.nginx]\nexpression = \"{expires}{url} {secret}\"").unwrap_err();
+        assert!(e.to_string().contains("{url}"), "{e}");
+        let e = from_toml_str("[cdn.cloudflare]\nparam = \"a b\"").unwrap_err();
+        assert!(e.to_string().starts_with("cdn.cloudflare.param"), "{e}");
+        let e = from_toml_str(
+            "[cdn]\nenabled = true\nprovider = \"cloudfront\"\nbase_url = \"https://d.cloudfront.net\"",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with("cdn.cloudfront.key_pair_id"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn local_keys_are_masked() {
+        let key = "k".repeat(40);
+        let toml = format!("[cdn.local]\nkey = \"{key}\"\nprevious_key = \"{key}\"");
+        let fig =
+            Figment::from(Serialized::defaults(RawConfig::default())).merge(Toml::string(&toml));
+        let c = from_figment(&fig).unwrap();
+        assert_eq!(c.cdn.local.key.expose(), key);
+        assert!(!masked_toml(&c, &fig).unwrap().contains(&key));
     }
 
     #[test]

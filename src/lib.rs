@@ -10,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod rum;
+pub mod signing;
 pub mod state;
 pub mod storage;
 pub mod telemetry;

@@ -36,6 +36,8 @@ pub struct Metrics {
     pub rum_beacons_received: IntCounter,
     /// `veza_rum_beacons_rejected_total{reason}`
     pub rum_beacons_rejected: IntCounterVec,
+    /// `veza_signing_total{provider,outcome}`; outcome is `ok`, `error` or `fallback`.
+    pub signing: IntCounterVec,
 }
 
 impl Metrics {
@@ -97,6 +99,15 @@ impl Metrics {
         )?;
         registry.register(Box::new(rum_beacons_rejected.clone()))?;
 
+        let signing = IntCounterVec::new(
+            Opts::new(
+                "signing_total",
+                "URL signing attempts by provider and outcome (ok, error, fallback = signed after an earlier provider failed)",
+            ),
+            &["provider", "outcome"],
+        )?;
+        registry.register(Box::new(signing.clone()))?;
+
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -109,6 +120,7 @@ impl Metrics {
             rum_web_vitals,
             rum_beacons_received,
             rum_beacons_rejected,
+            signing,
         })
     }
 
