@@ -4,3 +4,4 @@ mod docs;
 mod helpers;
 mod http;
 mod shutdown;
+mod signing;
