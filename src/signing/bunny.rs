@@ -243,6 +243,22 @@ pub struct BunnyVerified {
     pub path: String,
     /// Its expiry, Unix seconds.
     pub expires: u64,
+    /// Signed `token_countries` (empty = any); the checker enforces them, knowing the viewer.
+    pub countries_allowed: Vec<String>,
+    /// Signed `token_countries_blocked`.
+    pub countries_blocked: Vec<String>,
+}
+
+impl BunnyVerified {
+    /// Whether a viewer from `country` (ISO alpha-2, `None` = unknown) may use the URL, as the
+    /// edge decides: unknown viewers pass only when no allow-list was signed.
+    pub fn allows_country(&self, country: Option<&str>) -> bool {
+        let listed = |list: &[String]| {
+            country.is_some_and(|c| list.iter().any(|l| l.eq_ignore_ascii_case(c)))
+        };
+        (self.countries_allowed.is_empty() || listed(&self.countries_allowed))
+            && !listed(&self.countries_blocked)
+    }
 }
 
 /// Checks a Bunny token URL (full URL or path + query) as the edge would: token over the
@@ -344,7 +360,23 @@ pub fn verify(
     if now > expires {
         return Err(Expired);
     }
-    Ok(BunnyVerified { path, expires })
+    let list = |k: &str| -> Vec<String> {
+        params
+            .get(k)
+            .map(|v| {
+                v.split(',')
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    Ok(BunnyVerified {
+        countries_allowed: list("token_countries"),
+        countries_blocked: list("token_countries_blocked"),
+        path,
+        expires,
+    })
 }
 
 /// `https://host[:port]/p?q` → `/p?q`; a bare path is returned as is.
@@ -699,6 +731,13 @@ mod tests {
         assert_eq!(
             verify(&sibling, KEY, 0, None),
             Err(BunnyVerifyError::OutsideTokenPath)
+        );
+        let ok = verify(&url, KEY, 0, None).unwrap();
+        assert_eq!(ok.countries_allowed, ["FR"]);
+        assert!(
+            ok.allows_country(Some("fr"))
+                && !ok.allows_country(Some("DE"))
+                && !ok.allows_country(None)
         );
         let other_country = url.replace("token_countries=FR", "token_countries=FR%2CDE");
         assert_eq!(
