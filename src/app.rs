@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::accounts::{self, AccountsError, LoginGuard, store as accounts_store};
 use crate::config::{Config, StorageBackend};
 use crate::db::{AppliedMigration, Db, DbError};
 use crate::metrics::{Metrics, MetricsError};
@@ -109,12 +110,14 @@ impl App {
             config.rum.max_routes,
             config.rum.rate_limit_per_min,
         ));
+        let login = Arc::new(LoginGuard::new(config.auth.login_attempts_per_min));
         let state = AppState {
             config: Arc::new(config),
             db,
             store,
             metrics,
             rum,
+            login,
         };
         Ok(App {
             state,
@@ -139,6 +142,42 @@ impl App {
         &self.state
     }
 
+    /// When no admin exists yet, a one-time setup link (`{public_url}/setup?token=…`, valid for
+    /// an hour, stored hashed) that lets the first visitor create one; else `None`.
+    pub async fn issue_setup_link(&self) -> Result<Option<String>, AccountsError> {
+        let token = accounts::random_secret();
+        let hash = accounts::secret_hash(&token);
+        let now = crate::http::auth::now();
+        let issued = self
+            .state
+            .db
+            .call(move |c| {
+                if accounts_store::has_admin(c)? {
+                    return Ok(false);
+                }
+                accounts_store::create_setup_token(
+                    c,
+                    &hash,
+                    now,
+                    now + accounts::SETUP_TOKEN_SECS,
+                )?;
+                Ok::<_, AccountsError>(true)
+            })
+            .await?;
+        if !issued {
+            return Ok(None);
+        }
+        let mut url = self
+            .state
+            .config
+            .server
+            .public_url
+            .join("setup")
+            .expect("a static path joins");
+        url.query_pairs_mut().append_pair("token", &token);
+        Ok(Some(url.to_string()))
+    }
+
     /// Serves until `shutdown` resolves, then lets in-flight requests finish (bounded by
     /// [`DRAIN_TIMEOUT`]).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) {
@@ -148,12 +187,22 @@ impl App {
             tracing::info!("shutdown requested; finishing in-flight requests");
             let _ = drain_tx.send(());
         };
-        let rum = self.state.rum.clone();
+        let sweep_state = self.state.clone();
         let sweeper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
-                rum.sweep();
+                sweep_state.rum.sweep();
+                sweep_state.login.sweep();
+                let idle = sweep_state.config.auth.session_idle_secs;
+                let now = crate::http::auth::now();
+                if let Err(e) = sweep_state
+                    .db
+                    .call(move |c| accounts_store::purge_sessions(c, now, idle))
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not purge expired sessions");
+                }
             }
         });
         let server = warp::serve(http::app(self.state))

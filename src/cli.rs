@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::accounts::{self, AccountsError, Role, Username, store};
 use crate::app::{App, StartError, shutdown_signal};
 use crate::config::{self, CdnProvider, ConfigError, FileLayer};
 use crate::db::{Db, DbError};
@@ -37,6 +38,57 @@ pub enum Command {
     Config(ConfigCommand),
     /// Print a signed URL for an object path (never opens the database).
     Sign(Box<SignArgs>),
+    /// Manage users: create, reset a password, list.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `veza admin …`
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a user (prompts for the password without echo, or reads it from stdin).
+    Create {
+        /// Login name: 1-64 of A-Z a-z 0-9 . _ -
+        #[arg(long)]
+        username: String,
+        /// Role of the new user.
+        #[arg(long, default_value = "admin", value_parser = ["admin", "editor"])]
+        role: String,
+        /// Read the password from the first line of stdin (for scripts).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a new password (ends the user's sessions).
+    ResetPassword {
+        /// Whose password.
+        #[arg(long)]
+        username: String,
+        /// Read the password from the first line of stdin (for scripts).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+}
+
+/// `veza token …`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token for a user and print it once (`vz_…`).
+    Create {
+        /// Owner of the token.
+        #[arg(long)]
+        username: String,
+        /// Label, e.g. the script that will use it.
+        #[arg(long)]
+        name: String,
+        /// Lifetime in days (default: no expiry).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        expires_days: Option<u32>,
+    },
 }
 
 /// `veza sign …`: the interface scripts and runbooks rely on (issue 5).
@@ -122,6 +174,25 @@ pub enum CliError {
     /// No provider could sign (exit 78: every cause is configuration or a key file).
     #[error("sign: {0}")]
     Sign(SigningError),
+    /// Bad input to an account command (exit 2).
+    #[error("{0}")]
+    Input(String),
+    /// An account command failed for a reason other than its input.
+    #[error("{0}")]
+    Accounts(AccountsError),
+}
+
+impl From<AccountsError> for CliError {
+    fn from(e: AccountsError) -> CliError {
+        match e {
+            AccountsError::InvalidUsername(_)
+            | AccountsError::WeakPassword(_)
+            | AccountsError::UsernameTaken(_)
+            | AccountsError::NotFound(_)
+            | AccountsError::LastAdmin => CliError::Input(e.to_string()),
+            e => CliError::Accounts(e),
+        }
+    }
 }
 
 impl CliError {
@@ -129,9 +200,9 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Config(_) | CliError::Sign(_) => 78,
-            CliError::SignInput(_) => 2,
+            CliError::SignInput(_) | CliError::Input(_) => 2,
             CliError::Start(e) => e.exit_code(),
-            CliError::Db(_) | CliError::Io(_) => 1,
+            CliError::Db(_) | CliError::Io(_) | CliError::Accounts(_) => 1,
         }
     }
 }
@@ -152,7 +223,122 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Sign(args) => sign(&cfg, *args),
+        Command::Admin(cmd) => admin(&cfg, cmd),
+        Command::Token(cmd) => token(&cfg, cmd),
     }
+}
+
+/// Opens (and migrates) the database for an account command.
+fn open_db(cfg: &config::Config) -> Result<Db, CliError> {
+    telemetry::init(&cfg.log, std::io::stderr);
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    Ok(Db::open_and_migrate(&cfg.data_dir)?.0)
+}
+
+/// A new password from stdin (`--password-stdin`) or a no-echo prompt, checked for length.
+fn read_new_password(from_stdin: bool) -> Result<String, CliError> {
+    use std::io::IsTerminal;
+    let pw = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    } else if std::io::stdin().is_terminal() {
+        let pw = rpassword::prompt_password("Password: ")?;
+        if rpassword::prompt_password("Again: ")? != pw {
+            return Err(CliError::Input("the passwords differ".into()));
+        }
+        pw
+    } else {
+        return Err(CliError::Input(
+            "stdin is not a terminal: pass --password-stdin and pipe the password".into(),
+        ));
+    };
+    accounts::check_new_password(&pw)?;
+    Ok(pw)
+}
+
+fn admin(cfg: &config::Config, cmd: AdminCommand) -> Result<(), CliError> {
+    let now = crate::http::auth::now();
+    match cmd {
+        AdminCommand::Create {
+            username,
+            role,
+            password_stdin,
+        } => {
+            let username = Username::parse(&username)?;
+            let role: Role = role.parse().map_err(CliError::Input)?;
+            let db = open_db(cfg)?;
+            let hash = accounts::hash_password(&read_new_password(password_stdin)?)?;
+            let user = db.with(|c| store::create_user(c, &username, &hash, role, now))?;
+            println!("created {} {} ({})", user.role, user.username, user.id);
+        }
+        AdminCommand::ResetPassword {
+            username,
+            password_stdin,
+        } => {
+            let db = open_db(cfg)?;
+            let (user, _) = db
+                .with(|c| store::find_login(c, &username))?
+                .ok_or(AccountsError::NotFound("user"))?;
+            let hash = accounts::hash_password(&read_new_password(password_stdin)?)?;
+            let change = store::UserChange {
+                password_hash: Some(hash),
+                ..Default::default()
+            };
+            db.with(|c| store::update_user(c, &user.id, &change))?;
+            println!(
+                "password changed for {}; their sessions have ended",
+                user.username
+            );
+        }
+        AdminCommand::List => {
+            let db = open_db(cfg)?;
+            let users = db.with(|c| store::list_users(c))?;
+            println!(
+                "{:<38} {:<24} {:<7} {:<9} LAST LOGIN",
+                "ID", "USERNAME", "ROLE", "STATE"
+            );
+            for u in users {
+                let last = u
+                    .last_login_at
+                    .map_or_else(|| "never".to_owned(), |t| t.to_string());
+                let state = if u.disabled { "disabled" } else { "enabled" };
+                println!(
+                    "{:<38} {:<24} {:<7} {:<9} {last}",
+                    u.id, u.username, u.role, state
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn token(cfg: &config::Config, cmd: TokenCommand) -> Result<(), CliError> {
+    let TokenCommand::Create {
+        username,
+        name,
+        expires_days,
+    } = cmd;
+    let name = name.trim().to_owned();
+    if !(1..=100).contains(&name.chars().count()) {
+        return Err(CliError::Input("--name must be 1-100 characters".into()));
+    }
+    let db = open_db(cfg)?;
+    let (user, _) = db
+        .with(|c| store::find_login(c, &username))?
+        .ok_or(AccountsError::NotFound("user"))?;
+    let token = accounts::new_api_token();
+    let hash = accounts::secret_hash(&token);
+    let now = crate::http::auth::now();
+    let expires_at = expires_days.map(|d| now + i64::from(d) * 86_400);
+    db.with(|c| store::create_token(c, &user.id, &name, &hash, now, expires_at))?;
+    // The token on stdout alone, so `TOKEN=$(veza token create …)` works; shown only once.
+    println!("{token}");
+    eprintln!(
+        "token for {} created; it is shown only this once",
+        user.username
+    );
+    Ok(())
 }
 
 /// `veza sign`: config and flags into one [`SignRequest`], through the same fallback chain as
@@ -253,6 +439,13 @@ fn serve(cfg: config::Config) -> Result<(), CliError> {
             version::VERSION,
             app.local_addr()
         );
+        match app.issue_setup_link().await {
+            Ok(Some(link)) => tracing::warn!(
+                "no admin yet: open {link} within an hour to create one (single use), or run `veza admin create`"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "could not issue the setup link"),
+        }
         app.run_until(shutdown_signal()).await;
         Ok(())
     })

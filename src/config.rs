@@ -68,6 +68,7 @@ pub struct RawConfig {
     pub cdn: RawCdn,
     pub hls: RawHls,
     pub rum: RawRum,
+    pub auth: RawAuth,
 }
 
 /// `[server]`
@@ -77,6 +78,7 @@ pub struct RawServer {
     pub listen: String,
     pub public_url: String,
     pub max_json_bytes: u64,
+    pub metrics_public: bool,
 }
 
 /// `[log]`
@@ -214,6 +216,7 @@ impl Default for RawConfig {
             cdn: RawCdn::default(),
             hls: RawHls::default(),
             rum: RawRum::default(),
+            auth: RawAuth::default(),
         }
     }
 }
@@ -224,6 +227,7 @@ impl Default for RawServer {
             listen: "127.0.0.1:8080".into(),
             public_url: "http://127.0.0.1:8080".into(),
             max_json_bytes: 65536,
+            metrics_public: true,
         }
     }
 }
@@ -318,6 +322,25 @@ impl Default for RawHls {
             ffprobe: "ffprobe".into(),
             ladder_kbps: vec![64, 128, 256],
             segment_secs: 6,
+        }
+    }
+}
+
+/// `[auth]`: dashboard sessions and login throttling.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAuth {
+    pub session_idle_secs: u64,
+    pub session_max_secs: u64,
+    pub login_attempts_per_min: u64,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        Self {
+            session_idle_secs: 12 * 3600,
+            session_max_secs: 7 * 24 * 3600,
+            login_attempts_per_min: 10,
         }
     }
 }
@@ -477,6 +500,8 @@ pub struct Config {
     pub hls: HlsConfig,
     /// `[rum]`
     pub rum: RumConfig,
+    /// `[auth]`
+    pub auth: AuthConfig,
 }
 
 /// `[server]`, parsed.
@@ -488,6 +513,8 @@ pub struct ServerConfig {
     pub public_url: Url,
     /// Upper bound for any JSON request body.
     pub max_json_bytes: u64,
+    /// `/metrics` open to anyone (else a bearer API token is needed).
+    pub metrics_public: bool,
 }
 
 /// `[log]`, parsed.
@@ -623,6 +650,17 @@ pub struct HlsConfig {
     pub ladder_kbps: Vec<u32>,
     /// Target segment length.
     pub segment_secs: u32,
+}
+
+/// `[auth]`, parsed.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// A session unused this long ends.
+    pub session_idle_secs: i64,
+    /// A session ends this long after login, used or not.
+    pub session_max_secs: i64,
+    /// Login attempts allowed per client IP and per username each minute.
+    pub login_attempts_per_min: u32,
 }
 
 /// `[rum]`, parsed.
@@ -1063,12 +1101,38 @@ fn validate(fig: &Figment, raw: &RawConfig) -> Result<Config, ConfigError> {
         }
     }
 
+    for (key, v, range) in [
+        (
+            "auth.session_idle_secs",
+            raw.auth.session_idle_secs,
+            60..=30 * 24 * 3600,
+        ),
+        (
+            "auth.session_max_secs",
+            raw.auth.session_max_secs,
+            60..=365 * 24 * 3600,
+        ),
+        (
+            "auth.login_attempts_per_min",
+            raw.auth.login_attempts_per_min,
+            1..=10_000,
+        ),
+    ] {
+        if !range.contains(&v) {
+            return Err(c.err(
+                key,
+                format!("{v} is outside {}..={}", range.start(), range.end()),
+            ));
+        }
+    }
+
     Ok(Config {
         data_dir,
         server: ServerConfig {
             listen,
             public_url,
             max_json_bytes: raw.server.max_json_bytes,
+            metrics_public: raw.server.metrics_public,
         },
         log: LogConfig {
             level: raw.log.level.clone(),
@@ -1118,6 +1182,11 @@ fn validate(fig: &Figment, raw: &RawConfig) -> Result<Config, ConfigError> {
             ffprobe: raw.hls.ffprobe.clone(),
             ladder_kbps: ladder,
             segment_secs: raw.hls.segment_secs as u32,
+        },
+        auth: AuthConfig {
+            session_idle_secs: raw.auth.session_idle_secs as i64,
+            session_max_secs: raw.auth.session_max_secs as i64,
+            login_attempts_per_min: raw.auth.login_attempts_per_min as u32,
         },
         rum: RumConfig {
             max_routes: raw.rum.max_routes as usize,

@@ -42,9 +42,28 @@ pub enum ApiError {
         /// What the route accepts.
         expected: String,
     },
-    /// Refused by policy (e.g. CORS origin).
+    /// No valid credentials (or a revoked, expired or unknown token).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Refused by policy (role, CORS origin).
     #[error("{0}")]
     Forbidden(String),
+    /// Credentials fine, request refused with a specific code (e.g. CSRF).
+    #[error("{message}")]
+    Denied {
+        /// Stable machine-readable code.
+        code: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// The request conflicts with the current state.
+    #[error("{message}")]
+    Conflict {
+        /// Stable machine-readable code.
+        code: &'static str,
+        /// Why.
+        message: String,
+    },
     /// Too many requests from this client.
     #[error("too many requests; retry in {retry_after_secs} s")]
     RateLimited {
@@ -72,7 +91,9 @@ impl ApiError {
             }
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) | Self::Denied { .. } => StatusCode::FORBIDDEN,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -89,7 +110,9 @@ impl ApiError {
             Self::BadRequest { code, .. } => code,
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType { .. } => "unsupported_media_type",
+            Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
+            Self::Denied { code, .. } | Self::Conflict { code, .. } => code,
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable(_) => "unavailable",
             Self::Internal => "internal",
@@ -141,12 +164,61 @@ impl ApiError {
     pub fn into_response(self) -> Response {
         let mut resp = Response::new("".into());
         *resp.status_mut() = self.status();
-        if let ApiError::RateLimited { retry_after_secs } = &self {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        match &self {
+            ApiError::RateLimited { retry_after_secs } => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            ApiError::Unauthorized(_) => {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"veza\""),
+                );
+            }
+            _ => {}
         }
         resp.extensions_mut().insert(self);
         resp
+    }
+}
+
+impl From<crate::db::DbError> for ApiError {
+    fn from(e: crate::db::DbError) -> ApiError {
+        tracing::error!(error = %e, "database error");
+        ApiError::Internal
+    }
+}
+
+impl From<crate::accounts::AccountsError> for ApiError {
+    fn from(e: crate::accounts::AccountsError) -> ApiError {
+        use crate::accounts::AccountsError as A;
+        match e {
+            A::InvalidUsername(m) => ApiError::BadRequest {
+                code: "invalid_username",
+                message: m,
+            },
+            A::WeakPassword(m) => ApiError::BadRequest {
+                code: "weak_password",
+                message: m,
+            },
+            e @ A::UsernameTaken(_) => ApiError::Conflict {
+                code: "username_taken",
+                message: e.to_string(),
+            },
+            A::NotFound(_) => ApiError::NotFound,
+            e @ A::LastAdmin => ApiError::Conflict {
+                code: "last_admin",
+                message: e.to_string(),
+            },
+            e @ A::AlreadySetUp => ApiError::Conflict {
+                code: "already_set_up",
+                message: e.to_string(),
+            },
+            e @ (A::Db(_) | A::Hash(_) | A::Task(_)) => {
+                tracing::error!(error = %e, "accounts error");
+                ApiError::Internal
+            }
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! See docs/ARCHITECTURE.md for the module map and the life of a request.
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod app;
 pub mod cli;
 pub mod config;
@@ -9,6 +10,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod ratelimit;
 pub mod rum;
 pub mod signing;
 pub mod state;

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::accounts::LoginGuard;
 use crate::config::Config;
 use crate::db::Db;
 use crate::metrics::Metrics;
@@ -21,4 +22,6 @@ pub struct AppState {
     pub metrics: Metrics,
     /// RUM route cap and rate limit.
     pub rum: Arc<RumGuard>,
+    /// Login throttles.
+    pub login: Arc<LoginGuard>,
 }

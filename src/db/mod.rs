@@ -98,11 +98,19 @@ impl Db {
         &self.path
     }
 
+    /// Runs `f` on the connection in this thread: for CLI commands, never on the executor.
+    pub fn with<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
+        let mut c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut c)
+    }
+
     /// Runs `f` with the connection on the blocking pool, in the caller's tracing span.
-    pub async fn call<T, F>(&self, f: F) -> Result<T, DbError>
+    /// `f` returns its own module's error type; a failed task becomes `DbError::Join`.
+    pub async fn call<T, E, F>(&self, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, DbError> + Send + 'static,
+        E: From<DbError> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
     {
         let conn = self.conn.clone();
         let span = tracing::Span::current();
@@ -113,7 +121,7 @@ impl Db {
             f(&mut c)
         })
         .await
-        .map_err(|e| DbError::Join(e.to_string()))?
+        .map_err(|e| E::from(DbError::Join(e.to_string())))?
     }
 }
 

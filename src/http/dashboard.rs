@@ -16,18 +16,28 @@ struct Assets;
 /// `GET /` and `GET /assets/{file}`.
 pub(crate) fn routes() -> BoxedFilter<(Response,)> {
     let index = route(
+        "GET",
         "/",
         warp::path::end()
             .and(warp::get())
             .and_then(|| async { asset("index.html") }),
     );
     let assets = route(
+        "GET",
         "/assets/{file}",
         warp::path!("assets" / String)
             .and(warp::get())
             .and_then(|name: String| async move { asset(&format!("assets/{name}")) }),
     );
-    index.or(assets).unify().boxed()
+    // The first-run setup page; its form posts to /api/v1/setup with the link's token.
+    let setup = route(
+        "GET",
+        "/setup",
+        warp::path!("setup")
+            .and(warp::get())
+            .and_then(|| async { asset("setup.html") }),
+    );
+    index.or(assets).unify().or(setup).unify().boxed()
 }
 
 fn asset(path: &str) -> Result<Response, warp::Rejection> {

@@ -1,7 +1,9 @@
 //! The warp application: every route, the request id, metrics per route template, and the one
 //! `recover` that turns every rejection into the JSON error envelope (via `error::finish`).
 
+use std::collections::BTreeSet;
 use std::convert::Infallible;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use warp::filters::BoxedFilter;
@@ -14,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::state::AppState;
 
 pub(crate) mod api;
+pub(crate) mod auth;
 pub(crate) mod dashboard;
 pub(crate) mod filters;
 pub(crate) mod ops;
@@ -49,11 +52,19 @@ pub fn app(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infa
 /// Wraps one route: once its path and method matched, any later rejection (auth, body,
 /// handler) becomes that route's error response, tagged with `template` for metrics and logs.
 /// 404/405 still fall through so other routes get their turn.
-pub(crate) fn route<F, R>(template: &'static str, f: F) -> BoxedFilter<(Response,)>
+pub(crate) fn route<F, R>(
+    method: &'static str,
+    template: &'static str,
+    f: F,
+) -> BoxedFilter<(Response,)>
 where
     F: Filter<Extract = (R,), Error = Rejection> + Clone + Send + Sync + 'static,
     R: Reply + 'static,
 {
+    SERVED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert((method, template));
     f.map(Reply::into_response)
         .or_else(|rej: Rejection| async move {
             if rej.is_not_found() || rej.find::<warp::reject::MethodNotAllowed>().is_some() {
@@ -67,6 +78,19 @@ where
             resp
         })
         .boxed()
+}
+
+/// Every (method, route template) built so far, for the OpenAPI completeness check.
+static SERVED: Mutex<BTreeSet<(&'static str, &'static str)>> = Mutex::new(BTreeSet::new());
+
+/// The (method, template) pairs of every route the app serves.
+pub fn served_routes() -> Vec<(&'static str, &'static str)> {
+    SERVED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .copied()
+        .collect()
 }
 
 /// What the outer layer knows about a request before routing.

@@ -6,8 +6,10 @@ use warp::http::{StatusCode, header};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
+use super::auth::{Principal, Via, viewer};
 use super::filters::with_state;
 use super::route;
+use crate::db::DbError;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::version;
@@ -15,12 +17,14 @@ use crate::version;
 /// `/healthz`, `/readyz`, `/metrics`.
 pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
     let healthz = route(
+        "GET",
         "/healthz",
         warp::path!("healthz")
             .and(warp::get())
             .map(|| warp::reply::json(&json!({"status": "ok", "version": version::VERSION}))),
     );
     let readyz = route(
+        "GET",
         "/readyz",
         warp::path!("readyz")
             .and(warp::get())
@@ -28,18 +32,41 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
             .then(readyz),
     );
     let metrics = route(
+        "GET",
         "/metrics",
         warp::path!("metrics")
             .and(warp::get())
+            .and(metrics_access(s))
             .and(with_state(s))
             .and_then(metrics),
     );
     healthz.or(readyz).unify().or(metrics).unify().boxed()
 }
 
+/// Anyone when `server.metrics_public`, else a bearer API token of any enabled user.
+fn metrics_access(
+    s: &AppState,
+) -> impl Filter<Extract = (), Error = warp::Rejection> + Clone + use<> {
+    let public = s.config.server.metrics_public;
+    viewer(s)
+        .and_then(move |who: Option<Principal>| async move {
+            match who {
+                _ if public => Ok(()),
+                Some(Principal {
+                    via: Via::Token, ..
+                }) => Ok(()),
+                _ => Err(warp::reject::custom(ApiError::Unauthorized(
+                    "metrics need Authorization: Bearer vz_… (server.metrics_public = false)"
+                        .into(),
+                ))),
+            }
+        })
+        .untuple_one()
+}
+
 async fn readyz(s: AppState) -> Response {
     let db =
-        s.db.call(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+        s.db.call(|c| Ok::<_, DbError>(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
             .await;
     let store = s.store.clone();
     let store = tokio::task::spawn_blocking(move || store.probe_writable())

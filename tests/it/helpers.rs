@@ -13,6 +13,9 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub data_dir: PathBuf,
+    pub state: veza::state::AppState,
+    /// The first-run setup link (no admin exists in a fresh app).
+    pub setup_link: Option<String>,
     stop: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
     _tmp: tempfile::TempDir,
 }
@@ -50,6 +53,8 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     tweak(&mut config);
     let app = veza::App::build(config).await.unwrap();
     let addr = app.local_addr();
+    let state = app.state().clone();
+    let setup_link = app.issue_setup_link().await.unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until(async {
         rx.await.ok();
@@ -58,6 +63,8 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         addr,
         client: reqwest::Client::new(),
         data_dir,
+        state,
+        setup_link,
         stop: Some((tx, task)),
         _tmp: tmp,
     }
@@ -128,4 +135,39 @@ pub fn require_tool(name: &str) -> PathBuf {
     panic!(
         "{name} is required by this test and is not installed; run ./.ci/test, which installs it"
     )
+}
+
+/// Creates a user directly in the database; returns their id.
+pub async fn create_user(
+    app: &TestApp,
+    username: &str,
+    password: &str,
+    role: veza::accounts::Role,
+) -> String {
+    let name = veza::accounts::Username::parse(username).unwrap();
+    let hash = veza::accounts::hash_password(password).unwrap();
+    app.state
+        .db
+        .call(move |c| veza::accounts::store::create_user(c, &name, &hash, role, 0))
+        .await
+        .unwrap()
+        .id
+}
+
+/// Creates a user and an API token for them; returns (user id, token).
+pub async fn user_with_token(
+    app: &TestApp,
+    username: &str,
+    role: veza::accounts::Role,
+) -> (String, String) {
+    let id = create_user(app, username, "a-long-password", role).await;
+    let token = veza::accounts::new_api_token();
+    let hash = veza::accounts::secret_hash(&token);
+    let uid = id.clone();
+    app.state
+        .db
+        .call(move |c| veza::accounts::store::create_token(c, &uid, "test", &hash, 0, None))
+        .await
+        .unwrap();
+    (id, token)
 }

@@ -1,4 +1,5 @@
 //! Integration tests: one binary (one link step), one module per area.
+mod accounts;
 mod cli;
 mod docs;
 mod helpers;

@@ -1,13 +1,27 @@
 //! `/api/v1` resources, one file each.
 
+use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
 use crate::state::AppState;
 
+pub(crate) mod auth;
+pub mod openapi;
+pub(crate) mod tokens;
+pub(crate) mod users;
 pub(crate) mod web_vitals;
 
 /// Every `/api/v1` route.
 pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
-    web_vitals::routes(s)
+    auth::routes(s)
+        .or(users::routes(s))
+        .unify()
+        .or(tokens::routes(s))
+        .unify()
+        .or(web_vitals::routes(s))
+        .unify()
+        .or(openapi::routes())
+        .unify()
+        .boxed()
 }

@@ -14,6 +14,17 @@ use crate::http::route;
 use crate::rum::{self, Beacon, MAX_BATCH, Vital};
 use crate::state::AppState;
 
+/// Schema of a beacon body: one item or an array of them.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)] // documentation only; `Beacon` parses the body
+#[serde(untagged)]
+pub(crate) enum BeaconBody {
+    /// One metric.
+    One(rum::BeaconItem),
+    /// Up to 20 metrics.
+    Many(Vec<rum::BeaconItem>),
+}
+
 /// `sendBeacon` with a string body sends `text/plain`; both are JSON here.
 const ACCEPTED: &[&str] = &["application/json", "text/plain"];
 
@@ -40,7 +51,7 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
         });
     let origins = &s.config.rum.cors_origins;
     if origins.is_empty() {
-        return route("/api/v1/observability/web-vitals", beacon);
+        return route("POST", "/api/v1/observability/web-vitals", beacon);
     }
     let cors = warp::cors()
         .allow_methods(["POST"])
@@ -51,7 +62,11 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
     } else {
         cors.allow_origins(origins.iter().map(String::as_str))
     };
-    route("/api/v1/observability/web-vitals", beacon.with(cors))
+    route(
+        "POST",
+        "/api/v1/observability/web-vitals",
+        beacon.with(cors),
+    )
 }
 
 /// Counts refusals that happen before `record` (rate limit, type, size, syntax) by reason.
@@ -69,7 +84,16 @@ fn count_rejection(s: &AppState, rej: &Rejection) {
         .inc();
 }
 
-async fn record(s: AppState, beacon: Beacon) -> Result<Response, Rejection> {
+/// Records real-user web vitals (anonymous; rate-limited per IP).
+#[utoipa::path(post, path = "/api/v1/observability/web-vitals", tag = "observability",
+    request_body(content = BeaconBody, description = "One metric or up to 20; text/plain accepted as sendBeacon sends it",
+                 content_type = "application/json"),
+    responses((status = 204, description = "Recorded"),
+              (status = 400, body = crate::http::api::openapi::ErrorEnvelope),
+              (status = 413, body = crate::http::api::openapi::ErrorEnvelope),
+              (status = 415, body = crate::http::api::openapi::ErrorEnvelope),
+              (status = 429, body = crate::http::api::openapi::ErrorEnvelope)))]
+pub(crate) async fn record(s: AppState, beacon: Beacon) -> Result<Response, Rejection> {
     let items = beacon.0;
     if items.is_empty() {
         s.metrics
