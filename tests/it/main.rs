@@ -4,5 +4,6 @@ mod cli;
 mod docs;
 mod helpers;
 mod http;
+mod schemathesis;
 mod shutdown;
 mod signing;
