@@ -10,7 +10,10 @@ use veza::accounts::Role;
 use crate::helpers::{spawn_app, user_with_token};
 
 fn schemathesis() -> PathBuf {
-    let venv = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/cache/venv/bin/schemathesis"));
+    let venv = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/.ci/cache/venv/bin/schemathesis"
+    ));
     if venv.is_file() {
         return venv;
     }
@@ -25,7 +28,12 @@ async fn schemathesis_finds_no_5xx_and_no_schema_mismatch() {
     let url = app.url("/api/v1/openapi.json");
     let out = tokio::task::spawn_blocking(move || {
         Command::new(bin)
-            .args(["run", &url, "--checks", "not_a_server_error,response_schema_conformance"])
+            .args([
+                "run",
+                &url,
+                "--checks",
+                "not_a_server_error,response_schema_conformance",
+            ])
             .args(["--header", &format!("Authorization: Bearer {admin}")])
             .args(["--max-examples", "40", "--no-color", "--seed", "1"])
             .env("SCHEMATHESIS_HOOKS", "")
@@ -34,7 +42,11 @@ async fn schemathesis_finds_no_5xx_and_no_schema_mismatch() {
     })
     .await
     .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "schemathesis found problems:\n{text}");
     assert!(text.contains("passed") || text.contains("Passed"), "{text}");
     app.stop().await;
