@@ -9,12 +9,12 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::accounts::{self, AccountsError, LoginGuard, store as accounts_store};
-use crate::config::{Config, StorageBackend};
+use crate::config::Config;
 use crate::db::{AppliedMigration, Db, DbError};
 use crate::metrics::{Metrics, MetricsError};
 use crate::rum::RumGuard;
 use crate::state::AppState;
-use crate::storage::{LocalStore, StoreError};
+use crate::storage::{BlobStore, StoreError};
 use crate::{http, version};
 
 /// How long in-flight requests get to finish after a shutdown signal.
@@ -23,14 +23,6 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Why the app could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The configuration asks for something this build cannot do yet.
-    #[error("{key}: {problem}")]
-    Unsupported {
-        /// The config key.
-        key: &'static str,
-        /// What is missing.
-        problem: &'static str,
-    },
     /// The data dir could not be created.
     #[error("data_dir {path}: {source}")]
     DataDir {
@@ -59,10 +51,10 @@ pub enum StartError {
 }
 
 impl StartError {
-    /// Process exit code: 78 (EX_CONFIG) for configuration problems, 1 otherwise.
+    /// Process exit code: 78 (EX_CONFIG) for a `[storage]` the store cannot use, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            StartError::Unsupported { .. } => 78,
+            StartError::Store(StoreError::Config(_)) => 78,
             _ => 1,
         }
     }
@@ -79,13 +71,6 @@ pub struct App {
 impl App {
     /// Prepares everything the server needs and binds the listener.
     pub async fn build(config: Config) -> Result<App, StartError> {
-        // Refuse what this build cannot serve before touching the disk.
-        if config.storage.backend == StorageBackend::S3 {
-            return Err(StartError::Unsupported {
-                key: "storage.backend",
-                problem: "\"s3\" is not available in this build yet; use \"local\"",
-            });
-        }
         std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
             path: config.data_dir.display().to_string(),
             source,
@@ -94,8 +79,20 @@ impl App {
         let (db, migrations) = tokio::task::spawn_blocking(move || Db::open_and_migrate(&data_dir))
             .await
             .map_err(|e| DbError::Join(e.to_string()))??;
-        let store = LocalStore::open(&config.storage.local_root)?;
         let metrics = Metrics::new(version::VERSION, version::COMMIT)?;
+        let store = BlobStore::open(&config.storage)
+            .await?
+            .with_metrics(&metrics);
+        // What a crash left half-written; younger temp objects may be another process's
+        // upload in progress (`veza import` beside `serve`) and stay.
+        let swept = store.sweep_temp().await?;
+        if swept > 0 {
+            tracing::info!(
+                swept,
+                backend = store.backend(),
+                "removed stale temp objects"
+            );
+        }
         let listener = TcpListener::bind(config.server.listen)
             .await
             .map_err(|source| StartError::Bind {

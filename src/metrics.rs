@@ -38,6 +38,9 @@ pub struct Metrics {
     pub rum_beacons_rejected: IntCounterVec,
     /// `veza_signing_total{provider,outcome}`; outcome is `ok`, `error` or `fallback`.
     pub signing: IntCounterVec,
+    /// `veza_storage_operations_total{backend,operation,outcome}`; operation is one of
+    /// `storage::OPERATIONS`, outcome `ok` or `error` (the backend failed).
+    pub storage_operations: IntCounterVec,
 }
 
 impl Metrics {
@@ -108,6 +111,15 @@ impl Metrics {
         )?;
         registry.register(Box::new(signing.clone()))?;
 
+        let storage_operations = IntCounterVec::new(
+            Opts::new(
+                "storage_operations_total",
+                "Blob store operations by backend (local, s3), operation (put, get, head, delete, list, copy) and outcome (ok; error = the backend failed, not a missing key or a refused upload)",
+            ),
+            &["backend", "operation", "outcome"],
+        )?;
+        registry.register(Box::new(storage_operations.clone()))?;
+
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -121,6 +133,7 @@ impl Metrics {
             rum_beacons_received,
             rum_beacons_rejected,
             signing,
+            storage_operations,
         })
     }
 

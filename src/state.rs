@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::metrics::Metrics;
 use crate::rum::RumGuard;
-use crate::storage::LocalStore;
+use crate::storage::BlobStore;
 
 /// Shared handles for handlers.
 #[derive(Clone)]
@@ -16,8 +16,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// SQLite.
     pub db: Db,
-    /// Blob store.
-    pub store: LocalStore,
+    /// Blob store (local or S3).
+    pub store: BlobStore,
     /// This app's metrics and registry.
     pub metrics: Metrics,
     /// RUM route cap and rate limit.

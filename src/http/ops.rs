@@ -68,11 +68,7 @@ async fn readyz(s: AppState) -> Response {
     let db =
         s.db.call(|c| Ok::<_, DbError>(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
             .await;
-    let store = s.store.clone();
-    let store = tokio::task::spawn_blocking(move || store.probe_writable())
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
+    let store = s.store.probe_writable().await.map_err(|e| e.to_string());
     let db_check = match &db {
         Ok(_) => "ok".to_owned(),
         Err(e) => format!("error: {e}"),

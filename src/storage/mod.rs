@@ -1,67 +1,406 @@
-//! Blob storage. This module owns bytes, never tracks. The full `BlobStore` (streaming put,
-//! ranged get, S3 backend) lands with the library; today it prepares and probes the local root.
+//! Blob storage. This module owns bytes, never tracks: objects are named by a validated
+//! [`BlobKey`], written by streaming (hashed with SHA-256 and size-limited on the way, never
+//! buffered whole), and never visible under their final key until complete.
+//!
+//! Two backends behind one enum (no trait objects, so every call is a plain match):
+//! [`local::LocalStore`] (temp file, fsync, rename, fsync the directory) and [`s3::S3Store`]
+//! (any S3-compatible store through the `object_store` crate). Both keep their in-flight work
+//! under the reserved `.tmp/` prefix, which [`BlobKey`] refuses and listings skip.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+pub mod key;
+pub mod local;
+pub mod s3;
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use prometheus::IntCounterVec;
+use sha2::{Digest, Sha256};
+
+use crate::config::{StorageBackend, StorageConfig};
+use crate::metrics::Metrics;
+
+pub use key::{BlobKey, KeyError};
+
+/// A stream of bytes in or out of the store.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// Where in-flight objects live on every backend (the first segment; `BlobKey` refuses it).
+pub const TEMP_PREFIX: &str = ".tmp";
+
+/// Temp objects older than this are leftovers of a crash; younger ones may belong to another
+/// process on the same store (`veza import` beside `veza serve`) and are left alone.
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
+
+/// A byte range of an object, as in an HTTP `Range` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// From an offset to the end (`bytes=N-`).
+    From(u64),
+    /// Both ends included (`bytes=A-B`); an end past the object is cut to its last byte.
+    Inclusive(u64, u64),
+    /// The last N bytes (`bytes=-N`).
+    Suffix(u64),
+}
+
+impl ByteRange {
+    /// The inclusive `(start, end)` this range selects in an object of `size` bytes, or `None`
+    /// when it selects nothing (HTTP 416).
+    pub fn resolve(self, size: u64) -> Option<(u64, u64)> {
+        let last = size.checked_sub(1)?;
+        match self {
+            ByteRange::From(start) if start <= last => Some((start, last)),
+            ByteRange::Inclusive(start, end) if start <= end && start <= last => {
+                Some((start, end.min(last)))
+            }
+            ByteRange::Suffix(n) if n > 0 => Some((size.saturating_sub(n), last)),
+            _ => None,
+        }
+    }
+}
+
+/// What a listing or `head` knows about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Its key.
+    pub key: BlobKey,
+    /// Size in bytes.
+    pub size: u64,
+    /// A strong validator, quoted as in HTTP (`"…"`), when the backend has one.
+    pub etag: Option<String>,
+}
+
+/// The result of a completed put.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Where the object is.
+    pub key: BlobKey,
+    /// Bytes written.
+    pub size: u64,
+    /// SHA-256 of the bytes, lower-case hex.
+    pub sha256: String,
+    /// An object was already at `key` (content-addressed: the upload was a duplicate and was
+    /// dropped; plain `put`: it was replaced).
+    pub existed: bool,
+}
+
+/// A (possibly ranged) read.
+pub struct GetObject {
+    /// Size of the whole object.
+    pub size: u64,
+    /// First byte served.
+    pub start: u64,
+    /// Last byte served, inclusive (0 for an empty object, whose body is empty).
+    pub end: u64,
+    /// Strong validator, quoted, when known.
+    pub etag: Option<String>,
+    /// The bytes `start..=end`.
+    pub body: ByteStream,
+}
+
+impl std::fmt::Debug for GetObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GetObject")
+            .field("size", &self.size)
+            .field("start", &self.start)
+            .field("end", &self.end)
+            .field("etag", &self.etag)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Errors from the blob store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// No object at that key.
+    #[error("no object at {0}")]
+    NotFound(String),
+    /// The body passed the size limit; nothing was kept.
+    #[error("object is larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The range selects no byte of the object.
+    #[error("range not satisfiable for an object of {size} bytes")]
+    RangeNotSatisfiable {
+        /// Size of the whole object.
+        size: u64,
+    },
+    /// A key or prefix that [`BlobKey`] refuses.
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
     /// A filesystem operation failed.
     #[error("{op} {path}: {source}")]
     Io {
         /// What was attempted.
         op: &'static str,
         /// Where.
-        path: PathBuf,
+        path: String,
         /// Why.
         source: std::io::Error,
     },
+    /// The S3 store answered with an error (or could not be reached: status 0).
+    #[error("s3 {op}: {status} {code}: {message}")]
+    S3 {
+        /// What was attempted.
+        op: &'static str,
+        /// HTTP status, 0 when no response arrived.
+        status: u16,
+        /// The store's error code (`NoSuchBucket`, `AccessDenied`…), or a short tag of ours.
+        code: String,
+        /// The store's message.
+        message: String,
+    },
+    /// The upload stream failed; nothing was kept.
+    #[error("upload body: {0}")]
+    Body(String),
+    /// `[storage]` cannot be used as configured.
+    #[error("{0}")]
+    Config(String),
 }
 
-/// The local filesystem store rooted at one directory.
-#[derive(Debug, Clone)]
-pub struct LocalStore {
-    root: PathBuf,
+impl From<KeyError> for StoreError {
+    fn from(e: KeyError) -> Self {
+        StoreError::InvalidKey(e.to_string())
+    }
 }
 
-impl LocalStore {
-    /// Creates the root directory (and parents) if needed.
-    pub fn open(root: &Path) -> Result<LocalStore, StoreError> {
-        std::fs::create_dir_all(root).map_err(|source| StoreError::Io {
-            op: "create",
-            path: root.to_owned(),
-            source,
-        })?;
-        Ok(LocalStore {
-            root: root.to_owned(),
+impl StoreError {
+    /// True when the backend itself failed (I/O, S3), as opposed to a missing key, a refused
+    /// range or a bad upload: only these count as `outcome="error"` in metrics.
+    pub fn is_backend_failure(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Io { .. } | StoreError::S3 { .. } | StoreError::Config(_)
+        )
+    }
+}
+
+/// The blob store: one backend, chosen by `storage.backend`. Cheap to clone.
+#[derive(Clone)]
+pub enum BlobStore {
+    /// A directory on this machine.
+    Local(local::LocalStore),
+    /// An S3-compatible bucket.
+    S3(s3::S3Store),
+}
+
+impl std::fmt::Debug for BlobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BlobStore::Local(s) => f.debug_tuple("Local").field(&s.root()).finish(),
+            BlobStore::S3(s) => f.debug_tuple("S3").field(&s.bucket()).finish(),
+        }
+    }
+}
+
+/// Operation names used as the `operation` metric label.
+pub const OPERATIONS: [&str; 6] = ["put", "get", "head", "delete", "list", "copy"];
+
+impl BlobStore {
+    /// Opens the configured backend (creates the local root; builds the S3 client without
+    /// touching the network).
+    pub async fn open(cfg: &StorageConfig) -> Result<BlobStore, StoreError> {
+        Ok(match cfg.backend {
+            StorageBackend::Local => {
+                BlobStore::Local(local::LocalStore::open(&cfg.local_root).await?)
+            }
+            StorageBackend::S3 => BlobStore::S3(s3::S3Store::open(&cfg.s3)?),
         })
     }
 
-    /// Root directory.
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// Counts every operation in `veza_storage_operations_total` of `metrics` from now on.
+    pub fn with_metrics(self, metrics: &Metrics) -> BlobStore {
+        let counter = metrics.storage_operations.clone();
+        // Zero series up front, so alert rules see them before the first failure.
+        for op in OPERATIONS {
+            for outcome in ["ok", "error"] {
+                counter.with_label_values(&[self.backend(), op, outcome]);
+            }
+        }
+        match self {
+            BlobStore::Local(s) => BlobStore::Local(s.with_counter(counter)),
+            BlobStore::S3(s) => BlobStore::S3(s.with_counter(counter)),
+        }
     }
 
-    /// Proves the store is writable: create, fsync and remove a probe file.
-    pub fn probe_writable(&self) -> Result<(), StoreError> {
-        let path = self
-            .root
-            .join(format!(".probe-{}", uuid::Uuid::new_v4().simple()));
-        let io = |op, source| StoreError::Io {
-            op,
-            path: path.clone(),
-            source,
-        };
-        let mut f = std::fs::File::create(&path).map_err(|e| io("create", e))?;
-        let res = f
-            .write_all(b"veza")
-            .and_then(|()| f.sync_all())
-            .map_err(|e| io("write", e));
-        drop(f);
-        let rm = std::fs::remove_file(&path).map_err(|e| io("remove", e));
-        res.and(rm)
+    /// `"local"` or `"s3"`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            BlobStore::Local(_) => "local",
+            BlobStore::S3(_) => "s3",
+        }
     }
+
+    fn counter(&self) -> Option<&IntCounterVec> {
+        match self {
+            BlobStore::Local(s) => s.counter(),
+            BlobStore::S3(s) => s.counter(),
+        }
+    }
+
+    fn count<T>(&self, op: &str, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        count(self.counter(), self.backend(), op, &r);
+        r
+    }
+
+    /// Streams `body` to `key` (replacing any object there), hashing it; fails with
+    /// [`StoreError::TooLarge`] as soon as more than `max_bytes` arrive, keeping nothing.
+    pub async fn put(
+        &self,
+        key: &BlobKey,
+        body: ByteStream,
+        max_bytes: u64,
+    ) -> Result<Stored, StoreError> {
+        let r = match self {
+            BlobStore::Local(s) => s.put(key, body, max_bytes).await,
+            BlobStore::S3(s) => s.put(key, body, max_bytes).await,
+        };
+        self.count("put", r)
+    }
+
+    /// Streams `body` to a temp object while hashing it, then moves it to
+    /// `BlobKey::content_addressed(prefix, sha256, ext)`. When that key exists already the temp
+    /// object is dropped and `existed` is true.
+    pub async fn put_content_addressed(
+        &self,
+        prefix: &str,
+        ext: &str,
+        body: ByteStream,
+        max_bytes: u64,
+    ) -> Result<Stored, StoreError> {
+        let prefix = prefix.trim_end_matches('/');
+        BlobKey::parse(prefix)?;
+        let r = match self {
+            BlobStore::Local(s) => s.put_content_addressed(prefix, ext, body, max_bytes).await,
+            BlobStore::S3(s) => s.put_content_addressed(prefix, ext, body, max_bytes).await,
+        };
+        self.count("put", r)
+    }
+
+    /// Reads an object, or the part `range` selects.
+    pub async fn get(
+        &self,
+        key: &BlobKey,
+        range: Option<ByteRange>,
+    ) -> Result<GetObject, StoreError> {
+        let r = match self {
+            BlobStore::Local(s) => s.get(key, range).await,
+            BlobStore::S3(s) => s.get(key, range).await,
+        };
+        self.count("get", r)
+    }
+
+    /// Size and validator of an object, `None` when there is none.
+    pub async fn head(&self, key: &BlobKey) -> Result<Option<ObjectMeta>, StoreError> {
+        let r = match self {
+            BlobStore::Local(s) => s.head(key).await,
+            BlobStore::S3(s) => s.head(key).await,
+        };
+        self.count("head", r)
+    }
+
+    /// Removes an object; a missing one is fine.
+    pub async fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
+        let r = match self {
+            BlobStore::Local(s) => s.delete(key).await,
+            BlobStore::S3(s) => s.delete(key).await,
+        };
+        self.count("delete", r)
+    }
+
+    /// Every object whose key starts with `prefix` (a plain string prefix, as in S3; `""` for
+    /// all), sorted by key. Temp objects are never listed.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        key::check_prefix(prefix)?;
+        let r = match self {
+            BlobStore::Local(s) => s.list(prefix).await,
+            BlobStore::S3(s) => s.list(prefix).await,
+        };
+        self.count("list", r)
+    }
+
+    /// Proves the store takes writes: writes, reads back and removes a small temp object.
+    pub async fn probe_writable(&self) -> Result<(), StoreError> {
+        match self {
+            BlobStore::Local(s) => s.probe_writable().await,
+            BlobStore::S3(s) => s.probe_writable().await,
+        }
+    }
+
+    /// Removes temp objects older than [`STALE_TEMP_AGE`] (what a crash or kill -9 left);
+    /// returns how many. Called at start.
+    pub async fn sweep_temp(&self) -> Result<usize, StoreError> {
+        self.sweep_temp_older_than(STALE_TEMP_AGE).await
+    }
+
+    /// Removes temp objects not modified for `age` (zero: all of them); returns how many.
+    pub async fn sweep_temp_older_than(&self, age: Duration) -> Result<usize, StoreError> {
+        match self {
+            BlobStore::Local(s) => s.sweep_temp(age).await,
+            BlobStore::S3(s) => s.sweep_temp(age).await,
+        }
+    }
+}
+
+fn count<T>(counter: Option<&IntCounterVec>, backend: &str, op: &str, r: &Result<T, StoreError>) {
+    if let Some(c) = counter {
+        let outcome = match r {
+            Err(e) if e.is_backend_failure() => "error",
+            _ => "ok",
+        };
+        c.with_label_values(&[backend, op, outcome]).inc();
+    }
+}
+
+/// Counts bytes against the limit and hashes them, chunk by chunk.
+pub(crate) struct Meter {
+    hasher: Sha256,
+    size: u64,
+    limit: u64,
+}
+
+impl Meter {
+    pub(crate) fn new(limit: u64) -> Self {
+        Meter {
+            hasher: Sha256::new(),
+            size: 0,
+            limit,
+        }
+    }
+
+    /// Accounts for a chunk; `TooLarge` the moment the total passes the limit.
+    pub(crate) fn feed(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        let size = self.size + chunk.len() as u64;
+        if size > self.limit {
+            return Err(StoreError::TooLarge { limit: self.limit });
+        }
+        self.hasher.update(chunk);
+        self.size = size;
+        Ok(())
+    }
+
+    /// Size and lower-case hex SHA-256.
+    pub(crate) fn finish(self) -> (u64, String) {
+        (self.size, crate::signing::hex(&self.hasher.finalize()))
+    }
+}
+
+/// The next chunk of an upload body; a stream error becomes [`StoreError::Body`].
+pub(crate) async fn next_chunk(body: &mut ByteStream) -> Result<Option<Bytes>, StoreError> {
+    match body.next().await {
+        Some(Ok(b)) => Ok(Some(b)),
+        Some(Err(e)) => Err(StoreError::Body(e.to_string())),
+        None => Ok(None),
+    }
+}
+
+/// A fresh temp name: time-ordered, unique across processes.
+pub(crate) fn temp_name() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
 }
 
 #[cfg(test)]
@@ -69,18 +408,53 @@ mod tests {
     use super::*;
 
     #[test]
-    fn probe_leaves_nothing_behind() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = LocalStore::open(&dir.path().join("blobs")).unwrap();
-        s.probe_writable().unwrap();
-        assert_eq!(std::fs::read_dir(s.root()).unwrap().count(), 0);
+    fn ranges_resolve_like_http() {
+        use ByteRange::*;
+        assert_eq!(From(0).resolve(10), Some((0, 9)));
+        assert_eq!(From(9).resolve(10), Some((9, 9)));
+        assert_eq!(From(10).resolve(10), None);
+        assert_eq!(Inclusive(2, 4).resolve(10), Some((2, 4)));
+        assert_eq!(Inclusive(2, 400).resolve(10), Some((2, 9)));
+        assert_eq!(Inclusive(4, 2).resolve(10), None);
+        assert_eq!(Inclusive(10, 12).resolve(10), None);
+        assert_eq!(Suffix(3).resolve(10), Some((7, 9)));
+        assert_eq!(Suffix(30).resolve(10), Some((0, 9)));
+        assert_eq!(Suffix(0).resolve(10), None);
+        for r in [From(0), Inclusive(0, 0), Suffix(1)] {
+            assert_eq!(r.resolve(0), None, "{r:?} of an empty object");
+        }
     }
 
     #[test]
-    fn probe_fails_when_the_root_is_gone() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = LocalStore::open(&dir.path().join("blobs")).unwrap();
-        std::fs::remove_dir(s.root()).unwrap();
-        assert!(s.probe_writable().is_err());
+    fn the_meter_stops_at_the_first_byte_over_the_limit() {
+        let mut m = Meter::new(5);
+        m.feed(b"abc").unwrap();
+        m.feed(b"de").unwrap();
+        assert!(matches!(
+            m.feed(b"f"),
+            Err(StoreError::TooLarge { limit: 5 })
+        ));
+        let (size, sha) = m.finish();
+        assert_eq!(size, 5);
+        assert_eq!(
+            sha,
+            "36bbe50ed96841d10443bcb670d6554f0a34b761be67ec9c4a8ad2c0c44ca42c"
+        );
+    }
+
+    #[test]
+    fn only_backend_failures_count_as_errors() {
+        assert!(!StoreError::NotFound("a".into()).is_backend_failure());
+        assert!(!StoreError::TooLarge { limit: 1 }.is_backend_failure());
+        assert!(!StoreError::Body("x".into()).is_backend_failure());
+        assert!(
+            StoreError::S3 {
+                op: "put",
+                status: 500,
+                code: "InternalError".into(),
+                message: "m".into()
+            }
+            .is_backend_failure()
+        );
     }
 }
