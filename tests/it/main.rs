@@ -7,3 +7,4 @@ mod http;
 mod schemathesis;
 mod shutdown;
 mod signing;
+mod storage;
