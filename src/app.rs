@@ -93,6 +93,14 @@ impl App {
                 "removed stale temp objects"
             );
         }
+        // Uploads spool here before they are probed; only this process writes it, so
+        // whatever is left at start was cut off by a crash.
+        let spool = config.data_dir.join("tmp");
+        match crate::library::ingest::sweep_spool(&spool) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "removed partial uploads left by a crash"),
+            Err(e) => tracing::warn!(error = %e, "could not sweep the upload spool"),
+        }
         let listener = TcpListener::bind(config.server.listen)
             .await
             .map_err(|source| StartError::Bind {

@@ -44,6 +44,17 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Import every audio file under DIR (mp3, flac, m4a/aac, ogg/opus, wav); safe while serving.
+    Import {
+        /// Folder to walk (nested folders included).
+        dir: PathBuf,
+        /// Visibility of the imported tracks.
+        #[arg(long, default_value = "public", value_parser = ["public", "unlisted", "private"])]
+        visibility: String,
+        /// Hash and check for duplicates only; store nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// `veza admin …`
@@ -177,6 +188,9 @@ pub enum CliError {
     /// Bad input to an account command (exit 2).
     #[error("{0}")]
     Input(String),
+    /// `veza import` finished with failures, or could not run (exit 1).
+    #[error("import: {0}")]
+    Import(String),
     /// An account command failed for a reason other than its input.
     #[error("{0}")]
     Accounts(AccountsError),
@@ -202,7 +216,7 @@ impl CliError {
             CliError::Config(_) | CliError::Sign(_) => 78,
             CliError::SignInput(_) | CliError::Input(_) => 2,
             CliError::Start(e) => e.exit_code(),
-            CliError::Db(_) | CliError::Io(_) | CliError::Accounts(_) => 1,
+            CliError::Db(_) | CliError::Io(_) | CliError::Accounts(_) | CliError::Import(_) => 1,
         }
     }
 }
@@ -225,6 +239,53 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Sign(args) => sign(&cfg, *args),
         Command::Admin(cmd) => admin(&cfg, cmd),
         Command::Token(cmd) => token(&cfg, cmd),
+        Command::Import {
+            dir,
+            visibility,
+            dry_run,
+        } => import(&cfg, &dir, &visibility, dry_run),
+    }
+}
+
+/// `veza import`: exit 0 when nothing failed, 1 otherwise.
+fn import(
+    cfg: &config::Config,
+    dir: &std::path::Path,
+    visibility: &str,
+    dry_run: bool,
+) -> Result<(), CliError> {
+    if !dir.is_dir() {
+        return Err(CliError::Input(format!(
+            "{} is not a folder",
+            dir.display()
+        )));
+    }
+    let visibility = visibility.parse().map_err(CliError::Input)?;
+    let db = open_db(cfg)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let summary = rt.block_on(async {
+        let store = crate::storage::BlobStore::open(&cfg.storage)
+            .await
+            .map_err(|e| CliError::Import(e.to_string()))?;
+        let ingest = crate::library::ingest::Ingest {
+            db,
+            store,
+            ffprobe: cfg.hls.ffprobe.clone(),
+            spool_dir: cfg.data_dir.join("tmp"),
+        };
+        crate::library::import::run(&ingest, dir, visibility, dry_run)
+            .await
+            .map_err(|e| CliError::Import(e.to_string()))
+    })?;
+    if summary.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Import(format!(
+            "{} files failed",
+            summary.failed.len()
+        )))
     }
 }
 

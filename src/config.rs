@@ -94,6 +94,7 @@ pub struct RawLog {
 #[serde(deny_unknown_fields, default)]
 pub struct RawStorage {
     pub backend: String,
+    pub max_upload_bytes: u64,
     pub local: RawLocal,
     pub s3: RawS3,
 }
@@ -245,6 +246,7 @@ impl Default for RawStorage {
     fn default() -> Self {
         Self {
             backend: "local".into(),
+            max_upload_bytes: 1024 * 1024 * 1024,
             local: RawLocal::default(),
             s3: RawS3::default(),
         }
@@ -531,6 +533,8 @@ pub struct LogConfig {
 pub struct StorageConfig {
     /// Which backend holds blobs.
     pub backend: StorageBackend,
+    /// Largest upload accepted (413 above it).
+    pub max_upload_bytes: u64,
     /// Root folder of the local backend (resolved: never empty).
     pub local_root: PathBuf,
     /// `[storage.s3]`
@@ -912,6 +916,15 @@ fn validate(fig: &Figment, raw: &RawConfig) -> Result<Config, ConfigError> {
             ));
         }
     };
+    if !(1024..=1024 * 1024 * 1024 * 1024).contains(&raw.storage.max_upload_bytes) {
+        return Err(c.err(
+            "storage.max_upload_bytes",
+            format!(
+                "{} is outside 1024..=1099511627776",
+                raw.storage.max_upload_bytes
+            ),
+        ));
+    }
     let local_root = if raw.storage.local.root.is_empty() {
         data_dir.join("blobs")
     } else {
@@ -1140,6 +1153,7 @@ fn validate(fig: &Figment, raw: &RawConfig) -> Result<Config, ConfigError> {
         },
         storage: StorageConfig {
             backend,
+            max_upload_bytes: raw.storage.max_upload_bytes,
             local_root,
             s3,
         },

@@ -36,6 +36,9 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: u64,
     },
+    /// The upload is not audio Veza can read.
+    #[error("{0}")]
+    NotAudio(String),
     /// Wrong `content-type`.
     #[error("content-type must be {expected}")]
     UnsupportedMediaType {
@@ -90,7 +93,9 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedMediaType { .. } | Self::NotAudio(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::Denied { .. } => StatusCode::FORBIDDEN,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -110,6 +115,7 @@ impl ApiError {
             Self::BadRequest { code, .. } => code,
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType { .. } => "unsupported_media_type",
+            Self::NotAudio(_) => "not_audio",
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::Denied { code, .. } | Self::Conflict { code, .. } => code,
@@ -216,6 +222,25 @@ impl From<crate::accounts::AccountsError> for ApiError {
             },
             e @ (A::Db(_) | A::Hash(_) | A::Task(_)) => {
                 tracing::error!(error = %e, "accounts error");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<crate::library::LibraryError> for ApiError {
+    fn from(e: crate::library::LibraryError) -> ApiError {
+        use crate::library::LibraryError as L;
+        match e {
+            L::NotAudio(m) => ApiError::NotAudio(format!("not an audio file Veza can read ({m})")),
+            L::TooLarge { limit } => ApiError::PayloadTooLarge { limit },
+            L::Invalid { field, message } => ApiError::BadRequest {
+                code: "invalid_field",
+                message: format!("{field}: {message}"),
+            },
+            L::NotFound => ApiError::NotFound,
+            e => {
+                tracing::error!(error = %e, "library error");
                 ApiError::Internal
             }
         }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod library;
 pub mod metrics;
 pub mod ratelimit;
 pub mod rum;

@@ -589,19 +589,18 @@ pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Time without a date crate: SigV4 and `veza sign --now` only need UTC civil dates.
+// Time: SigV4 and `veza sign --now` use UTC `YYYYMMDDTHHMMSSZ`.
+
+const AMZ_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
 
 /// `YYYYMMDDTHHMMSSZ` for Unix seconds.
 pub fn amz_date(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+        .and_then(|t| t.format(AMZ_FORMAT).ok())
+        .unwrap_or_else(|| "99991231T235959Z".to_owned())
 }
 
 /// Parses Unix seconds (`1767225600`) or `YYYYMMDDTHHMMSSZ` (`20130524T000000Z`).
@@ -609,63 +608,11 @@ pub fn parse_time(s: &str) -> Option<u64> {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         return s.parse().ok();
     }
-    let b = s.as_bytes();
-    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+    if s.len() != 16 {
         return None;
     }
-    let digits = |r: std::ops::Range<usize>| -> Option<u64> {
-        let part = s.get(r)?;
-        part.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| part.parse().ok())?
-    };
-    let (y, mo, d) = (digits(0..4)?, digits(4..6)?, digits(6..8)?);
-    let (h, mi, se) = (digits(9..11)?, digits(11..13)?, digits(13..15)?);
-    if y < 1970
-        || !(1..=12).contains(&mo)
-        || d < 1
-        || d > days_in_month(y, mo)
-        || h > 23
-        || mi > 59
-        || se > 59
-    {
-        return None;
-    }
-    let days = days_from_civil(y as i64, mo as u32, d as u32);
-    Some(days as u64 * 86_400 + h * 3600 + mi * 60 + se)
-}
-
-fn days_in_month(y: u64, m: u64) -> u64 {
-    match m {
-        2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-// Howard Hinnant's civil-date algorithms (public domain), proleptic Gregorian.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    let t = time::PrimitiveDateTime::parse(s, AMZ_FORMAT).ok()?;
+    u64::try_from(t.assume_utc().unix_timestamp()).ok()
 }
 
 #[cfg(test)]

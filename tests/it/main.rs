@@ -4,6 +4,7 @@ mod cli;
 mod docs;
 mod helpers;
 mod http;
+mod library;
 mod schemathesis;
 mod shutdown;
 mod signing;

@@ -18,8 +18,8 @@ use crate::helpers::require_tool;
 
 const MIB: usize = 1024 * 1024;
 const BUCKET: &str = "media";
-const ACCESS_KEY: &str = "AKSTORAGE";
-const SECRET_KEY: &str = "SKSTORAGE";
+pub(crate) const ACCESS_KEY: &str = "AKSTORAGE";
+pub(crate) const SECRET_KEY: &str = "SKSTORAGE";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Backend {
@@ -28,9 +28,9 @@ enum Backend {
 }
 
 /// An s3s-fs process, killed when the test ends however it ends.
-struct S3sFs {
+pub(crate) struct S3sFs {
     child: Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 impl Drop for S3sFs {
@@ -49,7 +49,7 @@ fn free_port() -> u16 {
 }
 
 /// Starts s3s-fs on a free loopback port serving `root` (each folder is a bucket).
-fn start_s3s(root: &Path) -> S3sFs {
+pub(crate) fn start_s3s(root: &Path) -> S3sFs {
     let bin = require_tool("s3s-fs");
     let port = free_port();
     let log = root.with_extension("log");

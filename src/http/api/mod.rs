@@ -9,6 +9,7 @@ use crate::state::AppState;
 pub(crate) mod auth;
 pub mod openapi;
 pub(crate) mod tokens;
+pub(crate) mod tracks;
 pub(crate) mod users;
 pub(crate) mod web_vitals;
 
@@ -18,6 +19,8 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
         .or(users::routes(s))
         .unify()
         .or(tokens::routes(s))
+        .unify()
+        .or(tracks::routes(s))
         .unify()
         .or(web_vitals::routes(s))
         .unify()

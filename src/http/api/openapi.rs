@@ -62,6 +62,8 @@ impl Modify for Security {
         super::auth::login, super::auth::logout, super::auth::me, super::auth::setup,
         super::users::list, super::users::create, super::users::patch, super::users::delete,
         super::tokens::list, super::tokens::create, super::tokens::revoke,
+        super::tracks::upload, super::tracks::list, super::tracks::get, super::tracks::patch,
+        super::tracks::delete, super::tracks::cover,
         super::web_vitals::record,
         openapi_json,
     ),
@@ -71,6 +73,7 @@ impl Modify for Security {
         (name = "auth", description = "Sessions, the caller, first-run setup"),
         (name = "users", description = "Accounts (admin)"),
         (name = "tokens", description = "API tokens"),
+        (name = "tracks", description = "The library"),
         (name = "observability", description = "Real-user monitoring"),
         (name = "meta", description = "This document"),
     )

@@ -1,0 +1,497 @@
+//! `/api/v1/tracks`: upload (multipart, streamed to disk), list and search, read, edit,
+//! delete, cover art. Anonymous callers see public tracks (and unlisted ones by id).
+
+use futures_util::TryStreamExt;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use warp::filters::BoxedFilter;
+use warp::http::{HeaderValue, StatusCode, header};
+use warp::reply::Response;
+use warp::{Buf, Filter, Rejection, Reply};
+
+use crate::accounts::Role;
+use crate::error::ApiError;
+use crate::http::api::openapi::ErrorEnvelope;
+use crate::http::auth::{Principal, now, require, viewer};
+use crate::http::filters::{json_body, with_state};
+use crate::http::route;
+use crate::library::ingest::{Ingest, Outcome, Overrides, spool};
+use crate::library::store::{self, Query, Sort, TrackChange};
+use crate::library::{Status, Track, TrackId, Visibility};
+use crate::state::AppState;
+use crate::storage::BlobKey;
+
+const JSON: &[&str] = &["application/json"];
+/// Largest text field in an upload form.
+const MAX_FIELD_BYTES: usize = 4096;
+
+/// Query string of `GET /api/v1/tracks`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Search title, artist and album (every word as a prefix).
+    pub q: Option<String>,
+    /// Exact artist (case-insensitive).
+    pub artist: Option<String>,
+    /// Exact album (case-insensitive).
+    pub album: Option<String>,
+    /// `public`, `unlisted` or `private` (signed-in callers).
+    pub visibility: Option<String>,
+    /// `processing`, `ready`, `failed` or `taken_down` (signed-in callers).
+    pub status: Option<String>,
+    /// `newest` (default), `oldest`, `title`, `artist`, `album`.
+    pub sort: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1-200 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// A page of tracks.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrackPage {
+    /// The tracks.
+    pub tracks: Vec<Track>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Editable metadata; absent fields stay.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchTrack {
+    /// Non-empty title.
+    pub title: Option<String>,
+    /// Artist.
+    pub artist: Option<String>,
+    /// Album.
+    pub album: Option<String>,
+    /// Track number (null clears it).
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u32>)]
+    pub track_number: Option<Option<u32>>,
+    /// `public`, `unlisted` or `private`.
+    #[schema(value_type = Option<String>)]
+    pub visibility: Option<Visibility>,
+    /// Replaces the tags (each 1-64 chars, at most 32).
+    pub tags: Option<Vec<String>>,
+}
+
+fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+    Ok(Some(Option::deserialize(d)?))
+}
+
+/// Multipart upload form (documentation only; the handler streams it).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The audio file (mp3, flac, m4a/aac, ogg/opus, wav).
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// Overrides the file's title tag.
+    title: Option<String>,
+    /// Overrides the artist tag.
+    artist: Option<String>,
+    /// Overrides the album tag.
+    album: Option<String>,
+    /// `public` (default), `unlisted` or `private`.
+    visibility: Option<String>,
+}
+
+/// Every tracks route.
+pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
+    let upload = route(
+        "POST",
+        "/api/v1/tracks",
+        warp::path!("api" / "v1" / "tracks")
+            .and(warp::post())
+            .and(require(s, Role::Editor))
+            .and(with_state(s))
+            .and(warp::header::optional::<String>("content-type"))
+            .and(warp::header::optional::<u64>("content-length"))
+            .and(warp::body::stream())
+            .and_then(upload),
+    );
+    let list = route(
+        "GET",
+        "/api/v1/tracks",
+        warp::path!("api" / "v1" / "tracks")
+            .and(warp::get())
+            .and(viewer(s))
+            .and(with_state(s))
+            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+            .and_then(list),
+    );
+    let get = route(
+        "GET",
+        "/api/v1/tracks/{id}",
+        warp::path!("api" / "v1" / "tracks" / TrackId)
+            .and(warp::get())
+            .and(viewer(s))
+            .and(with_state(s))
+            .and_then(get),
+    );
+    let patch = route(
+        "PATCH",
+        "/api/v1/tracks/{id}",
+        warp::path!("api" / "v1" / "tracks" / TrackId)
+            .and(warp::patch())
+            .and(require(s, Role::Editor))
+            .and(with_state(s))
+            .and(json_body::<PatchTrack>(
+                s.config.server.max_json_bytes,
+                JSON,
+            ))
+            .and_then(patch),
+    );
+    let delete = route(
+        "DELETE",
+        "/api/v1/tracks/{id}",
+        warp::path!("api" / "v1" / "tracks" / TrackId)
+            .and(warp::delete())
+            .and(require(s, Role::Editor))
+            .and(with_state(s))
+            .and_then(delete),
+    );
+    let cover = route(
+        "GET",
+        "/api/v1/tracks/{id}/cover",
+        warp::path!("api" / "v1" / "tracks" / TrackId / "cover")
+            .and(warp::get())
+            .and(viewer(s))
+            .and(with_state(s))
+            .and_then(cover),
+    );
+    upload
+        .or(list)
+        .unify()
+        .or(get)
+        .unify()
+        .or(patch)
+        .unify()
+        .or(delete)
+        .unify()
+        .or(cover)
+        .unify()
+        .boxed()
+}
+
+fn ingest(s: &AppState) -> Ingest {
+    Ingest {
+        db: s.db.clone(),
+        store: s.store.clone(),
+        ffprobe: s.config.hls.ffprobe.clone(),
+        spool_dir: s.config.data_dir.join("tmp"),
+    }
+}
+
+/// Uploads a track. Streams the file to disk (never into memory), probes it, stores it.
+#[utoipa::path(post, path = "/api/v1/tracks", tag = "tracks",
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    security(("session" = []), ("bearer" = [])),
+    responses((status = 201, description = "Created", body = Track),
+              (status = 200, description = "Byte-identical to an existing track: that track", body = Track),
+              (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+              (status = 413, description = "Over storage.max_upload_bytes", body = ErrorEnvelope),
+              (status = 415, description = "Not multipart, or not audio", body = ErrorEnvelope)))]
+async fn upload<S, B>(
+    who: Principal,
+    s: AppState,
+    ct: Option<String>,
+    len: Option<u64>,
+    body: S,
+) -> Result<Response, Rejection>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Send + Unpin + 'static,
+    B: Buf + Send + 'static,
+{
+    let limit = s.config.storage.max_upload_bytes;
+    let ct = ct.unwrap_or_default();
+    let boundary = multer::parse_boundary(&ct).map_err(|_| {
+        warp::reject::custom(ApiError::UnsupportedMediaType {
+            expected: "multipart/form-data".into(),
+        })
+    })?;
+    // Room for the form's other fields and part headers on top of the file itself.
+    if len.is_some_and(|l| l > limit + 64 * 1024) {
+        return Err(warp::reject::custom(ApiError::PayloadTooLarge { limit }));
+    }
+    let bytes = body.map_ok(|mut b| b.copy_to_bytes(b.remaining()));
+    let mut form = multer::Multipart::new(bytes, boundary);
+    let mut over = Overrides::default();
+    let mut file = None;
+    let mut file_name = String::new();
+    let bad = |m: String| {
+        warp::reject::custom(ApiError::BadRequest {
+            code: "invalid_form",
+            message: m,
+        })
+    };
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| bad(format!("malformed multipart body: {e}")))?
+    {
+        let name = field.name().unwrap_or_default().to_owned();
+        match name.as_str() {
+            "file" => {
+                file_name = field.file_name().unwrap_or("upload").to_owned();
+                let spooled = spool(field, &s.config.data_dir.join("tmp"), limit)
+                    .await
+                    .map_err(ApiError::from)?;
+                file = Some(spooled);
+            }
+            "title" | "artist" | "album" | "visibility" => {
+                let text = read_small(field).await.map_err(bad)?;
+                match name.as_str() {
+                    "title" => over.title = Some(text),
+                    "artist" => over.artist = Some(text),
+                    "album" => over.album = Some(text),
+                    _ => over.visibility = Some(text.parse().map_err(bad)?),
+                }
+            }
+            other => {
+                return Err(bad(format!(
+                    "unknown form field {other:?}; expected file, title, artist, album, visibility"
+                )));
+            }
+        }
+    }
+    let file = file.ok_or_else(|| bad("the form has no `file` field".into()))?;
+    let fallback = std::path::Path::new(&file_name)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("Untitled")
+        .to_owned();
+    let outcome = ingest(&s)
+        .file(
+            &file.path,
+            &file.sha256,
+            file.size,
+            &over,
+            &fallback,
+            Some(who.user.id.clone()),
+        )
+        .await
+        .map_err(ApiError::from)?;
+    let (status, track) = match outcome {
+        Outcome::Created(t) => {
+            tracing::info!(track_id = %t.id, by = %who.user.id, size = t.size_bytes, "track uploaded");
+            (StatusCode::CREATED, t)
+        }
+        Outcome::Duplicate(t) => (StatusCode::OK, t),
+    };
+    Ok(warp::reply::with_status(warp::reply::json(&track), status).into_response())
+}
+
+async fn read_small(mut field: multer::Field<'_>) -> Result<String, String> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(|e| e.to_string())? {
+        buf.extend_from_slice(&chunk);
+        if buf.len() > MAX_FIELD_BYTES {
+            return Err(format!("form field longer than {MAX_FIELD_BYTES} bytes"));
+        }
+    }
+    String::from_utf8(buf)
+        .map(|s| s.trim().to_owned())
+        .map_err(|_| "form field is not UTF-8".into())
+}
+
+fn may_see(who: &Option<Principal>, t: &Track, listed: bool) -> bool {
+    who.is_some()
+        || (t.status != Status::TakenDown
+            && (t.visibility == Visibility::Public
+                || (!listed && t.visibility == Visibility::Unlisted)))
+}
+
+/// Lists and searches tracks (anonymous callers: public tracks only).
+#[utoipa::path(get, path = "/api/v1/tracks", tag = "tracks", params(ListParams),
+    responses((status = 200, body = TrackPage), (status = 400, body = ErrorEnvelope)))]
+async fn list(who: Option<Principal>, s: AppState, raw: String) -> Result<Response, Rejection> {
+    let p: ListParams = serde_urlencoded::from_str(&raw)
+        .map_err(|e| warp::reject::custom(ApiError::InvalidQuery(format!("invalid query: {e}"))))?;
+    let bad = |field: &'static str| {
+        move |m: String| {
+            warp::reject::custom(ApiError::BadRequest {
+                code: "invalid_query",
+                message: format!("{field}: {m}"),
+            })
+        }
+    };
+    let q = Query {
+        q: p.q,
+        artist: p.artist,
+        album: p.album,
+        visibility: p
+            .visibility
+            .map(|v| v.parse())
+            .transpose()
+            .map_err(bad("visibility"))?,
+        status: p
+            .status
+            .map(|v| v.parse())
+            .transpose()
+            .map_err(bad("status"))?,
+        public_only: who.is_none(),
+        sort: p
+            .sort
+            .map(|v| {
+                Sort::parse(&v)
+                    .ok_or_else(|| format!("{v:?} is not newest, oldest, title, artist or album"))
+            })
+            .transpose()
+            .map_err(bad("sort"))?,
+        cursor: p.cursor,
+        limit: p.limit,
+    };
+    let page =
+        s.db.call(move |c| store::list(c, &q))
+            .await
+            .map_err(ApiError::from)?;
+    Ok(warp::reply::json(&TrackPage {
+        tracks: page.tracks,
+        next_cursor: page.next_cursor,
+    })
+    .into_response())
+}
+
+async fn find_visible(
+    s: &AppState,
+    who: &Option<Principal>,
+    id: TrackId,
+) -> Result<Track, Rejection> {
+    let t =
+        s.db.call(move |c| store::get(c, &id))
+            .await
+            .map_err(ApiError::from)?;
+    match t {
+        Some(t) if may_see(who, &t, false) => Ok(t),
+        _ => Err(warp::reject::custom(ApiError::NotFound)),
+    }
+}
+
+/// One track.
+#[utoipa::path(get, path = "/api/v1/tracks/{id}", tag = "tracks", params(("id" = String, Path, description = "Track id")),
+    responses((status = 200, body = Track), (status = 404, body = ErrorEnvelope)))]
+async fn get(id: TrackId, who: Option<Principal>, s: AppState) -> Result<Response, Rejection> {
+    let t = find_visible(&s, &who, id).await?;
+    Ok(warp::reply::json(&t).into_response())
+}
+
+/// Edits metadata, visibility and tags.
+#[utoipa::path(patch, path = "/api/v1/tracks/{id}", tag = "tracks", request_body = PatchTrack,
+    params(("id" = String, Path, description = "Track id")), security(("session" = []), ("bearer" = [])),
+    responses((status = 200, body = Track), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
+              (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+async fn patch(
+    id: TrackId,
+    who: Principal,
+    s: AppState,
+    req: PatchTrack,
+) -> Result<Response, Rejection> {
+    let bad = |field: &'static str, m: &str| {
+        warp::reject::custom(ApiError::BadRequest {
+            code: "invalid_field",
+            message: format!("{field}: {m}"),
+        })
+    };
+    let text = |v: Option<String>,
+                field: &'static str,
+                allow_empty: bool|
+     -> Result<Option<String>, Rejection> {
+        match v.map(|s| s.trim().to_owned()) {
+            Some(s) if s.chars().count() > 500 => Err(bad(field, "at most 500 characters")),
+            Some(s) if s.is_empty() && !allow_empty => Err(bad(field, "must not be empty")),
+            other => Ok(other),
+        }
+    };
+    let tags = match req.tags {
+        Some(tags) => {
+            if tags.len() > 32 {
+                return Err(bad("tags", "at most 32"));
+            }
+            let mut clean = Vec::with_capacity(tags.len());
+            for t in tags {
+                let t = t.trim().to_owned();
+                if !(1..=64).contains(&t.chars().count()) {
+                    return Err(bad("tags", "each tag is 1-64 characters"));
+                }
+                clean.push(t);
+            }
+            Some(clean)
+        }
+        None => None,
+    };
+    let change = TrackChange {
+        title: text(req.title, "title", false)?,
+        artist: text(req.artist, "artist", true)?,
+        album: text(req.album, "album", true)?,
+        track_number: req.track_number,
+        visibility: req.visibility,
+        tags,
+    };
+    let t =
+        s.db.call(move |c| store::update(c, &id, &change, now()))
+            .await
+            .map_err(ApiError::from)?;
+    tracing::info!(track_id = %t.id, by = %who.user.id, "track edited");
+    Ok(warp::reply::json(&t).into_response())
+}
+
+/// Deletes a track and every blob no other track references.
+#[utoipa::path(delete, path = "/api/v1/tracks/{id}", tag = "tracks",
+    params(("id" = String, Path, description = "Track id")), security(("session" = []), ("bearer" = [])),
+    responses((status = 204, description = "Deleted"), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+              (status = 404, body = ErrorEnvelope)))]
+async fn delete(id: TrackId, who: Principal, s: AppState) -> Result<Response, Rejection> {
+    let tid = id.clone();
+    let keys =
+        s.db.call(move |c| store::delete(c, &tid))
+            .await
+            .map_err(ApiError::from)?;
+    for key in keys {
+        // The row is gone; a blob that fails to delete is an orphan, never a dangling row.
+        match BlobKey::parse(&key) {
+            Ok(k) => {
+                if let Err(e) = s.store.delete(&k).await {
+                    tracing::warn!(error = %e, key = %key, "could not delete blob of a deleted track");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "stored key does not parse"),
+        }
+    }
+    tracing::info!(track_id = %id, by = %who.user.id, "track deleted");
+    Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
+}
+
+/// The track's cover art.
+#[utoipa::path(get, path = "/api/v1/tracks/{id}/cover", tag = "tracks", params(("id" = String, Path, description = "Track id")),
+    responses((status = 200, description = "The image", content_type = "image/*"), (status = 404, body = ErrorEnvelope)))]
+async fn cover(id: TrackId, who: Option<Principal>, s: AppState) -> Result<Response, Rejection> {
+    let t = find_visible(&s, &who, id).await?;
+    let key = t
+        .cover_key
+        .ok_or_else(|| warp::reject::custom(ApiError::NotFound))?;
+    let key = BlobKey::parse(&key).map_err(|_| warp::reject::custom(ApiError::Internal))?;
+    let mime = match key.as_str().rsplit('.').next() {
+        Some("png") => "image/png",
+        Some("webp") => "image/webp",
+        Some("gif") => "image/gif",
+        _ => "image/jpeg",
+    };
+    let obj = s.store.get(&key, None).await.map_err(|e| {
+        tracing::error!(error = %e, "cover blob unreadable");
+        warp::reject::custom(ApiError::Internal)
+    })?;
+    let body = sync_wrapper::SyncStream::new(obj.body);
+    let mut resp = warp::reply::stream(body).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(obj.size));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=31536000"),
+    );
+    Ok(resp)
+}
