@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::IntCounterVec;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 use super::{
@@ -68,6 +68,31 @@ impl Drop for TempFile {
     }
 }
 
+/// Chunks queued for the writer thread: 16 × 64–256 KiB chunks keeps the disk busy with a
+/// few MiB per upload at most.
+const WRITE_QUEUE: usize = 16;
+
+enum WriteMsg {
+    Data(bytes::Bytes),
+    /// The body is complete: fsync. A queue closed without it is an abandoned upload.
+    Finish,
+}
+
+fn write_queue(
+    mut file: std::fs::File,
+    mut rx: tokio::sync::mpsc::Receiver<WriteMsg>,
+    path: &Path,
+) -> Result<(), StoreError> {
+    use std::io::Write;
+    while let Some(msg) = rx.blocking_recv() {
+        match msg {
+            WriteMsg::Data(chunk) => file.write_all(&chunk).map_err(io_err("write", path))?,
+            WriteMsg::Finish => return file.sync_all().map_err(io_err("fsync", path)),
+        }
+    }
+    Ok(()) // abandoned: the caller's guard removes the file
+}
+
 impl LocalStore {
     /// Creates the root (and parents) and its `.tmp` folder if needed.
     pub async fn open(root: &Path) -> Result<LocalStore, StoreError> {
@@ -114,7 +139,7 @@ impl LocalStore {
         let mut opts = tokio::fs::OpenOptions::new();
         opts.write(true).create_new(true);
         let open = || opts.open(&path);
-        let mut file = match open().await {
+        let file = match open().await {
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 // Someone removed `.tmp`; recreate it, but never the root: a missing root may
                 // be an unmounted disk, and writing beneath the mount point would hide data.
@@ -135,16 +160,29 @@ impl LocalStore {
             path: path.clone(),
             armed: true,
         };
+        // Writes run on one blocking thread fed through a small queue, so reading and hashing
+        // the next chunks overlaps the disk instead of waiting on it (tokio's File would hop
+        // to the blocking pool once per chunk, in lock step).
+        let file = file.into_std().await;
+        let (tx, rx) = tokio::sync::mpsc::channel::<WriteMsg>(WRITE_QUEUE);
+        let writer = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || write_queue(file, rx, &path)
+        });
         let mut meter = Meter::new(max_bytes);
         while let Some(chunk) = next_chunk(&mut body).await? {
             meter.feed(&chunk)?;
-            file.write_all(&chunk)
-                .await
-                .map_err(io_err("write", &path))?;
+            if tx.send(WriteMsg::Data(chunk)).await.is_err() {
+                break; // the writer failed; its error is below
+            }
         }
-        file.flush().await.map_err(io_err("write", &path))?;
-        file.sync_all().await.map_err(io_err("fsync", &path))?;
-        drop(file);
+        let _ = tx.send(WriteMsg::Finish).await;
+        drop(tx);
+        writer.await.map_err(|e| StoreError::Io {
+            op: "join",
+            path: path.display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        })??;
         let (size, sha256) = meter.finish();
         Ok((guard, size, sha256))
     }
