@@ -128,7 +128,7 @@ where
         file.write_all(bytes).await.map_err(io("write", &path))?;
     }
     file.flush().await.map_err(io("write", &path))?;
-    spooled.sha256 = hex(&hasher.finalize());
+    spooled.sha256 = format!("{:x}", hasher.finalize());
     Ok(spooled)
 }
 
@@ -145,11 +145,7 @@ pub async fn hash_file(path: &Path) -> Result<(String, u64), LibraryError> {
         size += chunk.len() as u64;
         hasher.update(&chunk);
     }
-    Ok((hex(&hasher.finalize()), size))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok((format!("{:x}", hasher.finalize()), size))
 }
 
 async fn file_stream(path: &Path) -> Result<ByteStream, LibraryError> {

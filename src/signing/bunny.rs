@@ -47,22 +47,11 @@ pub struct BunnySigner {
 impl BunnySigner {
     /// From `[cdn]` and `[cdn.bunny]`: needs `cdn.base_url` and `cdn.security_key`.
     pub fn from_config(cfg: &Config) -> Result<Self, SigningError> {
-        let miss = |what: &str| SigningError::Misconfigured {
-            provider: CdnProvider::Bunny,
-            what: what.into(),
-        };
-        let base = cfg
-            .cdn
-            .base_url
-            .as_ref()
-            .ok_or_else(|| miss("cdn.base_url is empty"))?;
-        if cfg.cdn.security_key.is_empty() {
-            return Err(miss("cdn.security_key is empty"));
-        }
+        let (base, key) = super::cdn_base_and_key(cfg, CdnProvider::Bunny)?;
         let b = &cfg.cdn.bunny;
         Ok(Self {
-            base: super::base_of(base),
-            key: cfg.cdn.security_key.clone(),
+            base,
+            key,
             scheme: b.scheme,
             path_form: b.path_form,
             countries_allowed: b.countries_allowed.clone(),

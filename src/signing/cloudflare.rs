@@ -31,21 +31,10 @@ pub struct CloudflareSigner {
 impl CloudflareSigner {
     /// From `cdn.base_url`, `cdn.security_key` and `cdn.cloudflare.param`.
     pub fn from_config(cfg: &Config) -> Result<Self, SigningError> {
-        let miss = |what: &str| SigningError::Misconfigured {
-            provider: CdnProvider::Cloudflare,
-            what: what.into(),
-        };
-        let base = cfg
-            .cdn
-            .base_url
-            .as_ref()
-            .ok_or_else(|| miss("cdn.base_url is empty"))?;
-        if cfg.cdn.security_key.is_empty() {
-            return Err(miss("cdn.security_key is empty"));
-        }
+        let (base, key) = super::cdn_base_and_key(cfg, CdnProvider::Cloudflare)?;
         Ok(Self::new(
-            &super::base_of(base),
-            cfg.cdn.security_key.clone(),
+            &base,
+            key,
             &cfg.cdn.cloudflare.param,
             cfg.cdn.ttl_secs,
         ))

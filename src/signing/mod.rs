@@ -564,6 +564,27 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// `cdn.base_url` (as [`base_of`]) and `cdn.security_key`, both required by the CDN-facing
+/// shared-key providers (bunny, nginx, cloudflare).
+pub(crate) fn cdn_base_and_key(
+    cfg: &Config,
+    provider: CdnProvider,
+) -> Result<(String, crate::config::Secret), SigningError> {
+    let miss = |what: &str| SigningError::Misconfigured {
+        provider,
+        what: what.into(),
+    };
+    let base = cfg
+        .cdn
+        .base_url
+        .as_ref()
+        .ok_or_else(|| miss("cdn.base_url is empty"))?;
+    if cfg.cdn.security_key.is_empty() {
+        return Err(miss("cdn.security_key is empty"));
+    }
+    Ok((base_of(base), cfg.cdn.security_key.clone()))
+}
+
 /// A base URL without query, fragment or trailing `/`: `https://zone.b-cdn.net`.
 pub(crate) fn base_of(url: &Url) -> String {
     let mut u = url.clone();

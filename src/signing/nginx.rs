@@ -33,21 +33,10 @@ pub struct NginxSigner {
 impl NginxSigner {
     /// From `cdn.base_url`, `cdn.security_key` and `cdn.nginx.expression`.
     pub fn from_config(cfg: &Config) -> Result<Self, SigningError> {
-        let miss = |what: &str| SigningError::Misconfigured {
-            provider: CdnProvider::Nginx,
-            what: what.into(),
-        };
-        let base = cfg
-            .cdn
-            .base_url
-            .as_ref()
-            .ok_or_else(|| miss("cdn.base_url is empty"))?;
-        if cfg.cdn.security_key.is_empty() {
-            return Err(miss("cdn.security_key is empty"));
-        }
+        let (base, key) = super::cdn_base_and_key(cfg, CdnProvider::Nginx)?;
         Ok(Self::new(
-            &super::base_of(base),
-            cfg.cdn.security_key.clone(),
+            &base,
+            key,
             &cfg.cdn.nginx.expression,
             cfg.cdn.ttl_secs,
         ))

@@ -225,16 +225,7 @@ async fn api_tokens_work_until_revoked_or_expired() {
         .unwrap();
     assert_eq!(me.status(), 200);
 
-    let list: Value = app
-        .client
-        .get(app.url("/api/v1/tokens"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/v1/tokens", Some(&admin)).await;
     assert!(
         !list.to_string().contains(&token),
         "listing never shows a secret"
@@ -310,27 +301,9 @@ async fn editors_see_and_revoke_only_their_own_tokens() {
     let app = spawn_app().await;
     let (_, admin) = user_with_token(&app, "boss", Role::Admin).await;
     let (_, editor) = user_with_token(&app, "ed", Role::Editor).await;
-    let mine: Value = app
-        .client
-        .get(app.url("/api/v1/tokens"))
-        .bearer_auth(&editor)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mine: Value = app.get_json("/api/v1/tokens", Some(&editor)).await;
     assert_eq!(mine["tokens"].as_array().unwrap().len(), 1);
-    let all: Value = app
-        .client
-        .get(app.url("/api/v1/tokens"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all: Value = app.get_json("/api/v1/tokens", Some(&admin)).await;
     assert_eq!(all["tokens"].as_array().unwrap().len(), 2);
     let admins = all["tokens"]
         .as_array()
@@ -528,15 +501,7 @@ async fn metrics_can_require_a_bearer_token() {
 #[tokio::test]
 async fn openapi_documents_every_served_api_route() {
     let app = spawn_app().await;
-    let doc: Value = app
-        .client
-        .get(app.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.get_json("/api/v1/openapi.json", None).await;
     assert!(
         doc["openapi"].as_str().unwrap().starts_with("3.1"),
         "{}",
@@ -738,16 +703,7 @@ fn cli_creates_admins_and_tokens_that_the_server_accepts() {
         })
         .await;
         assert!(app.setup_link.is_none(), "an admin exists: no setup link");
-        let me: Value = app
-            .client
-            .get(app.url("/api/v1/me"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let me: Value = app.get_json("/api/v1/me", Some(&token)).await;
         assert_eq!(me["user"]["username"], "root");
         assert_eq!(login(&app, "ed", "ed-password-new").await.status(), 200);
         assert_eq!(login(&app, "ed", "ed-password-12").await.status(), 401);

@@ -26,6 +26,15 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// `GET path` (with a bearer token when given), as JSON.
+    pub async fn get_json(&self, path: &str, token: Option<&str>) -> serde_json::Value {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap().json().await.unwrap()
+    }
+
     /// Stops the server and waits for it before the temp dir goes away.
     pub async fn stop(mut self) {
         if let Some((tx, task)) = self.stop.take() {

@@ -266,16 +266,7 @@ async fn oversize_and_non_audio_uploads_are_refused_and_nothing_is_kept() {
         .unwrap();
     assert_envelope(anon, 401, "unauthorized").await;
 
-    let page: Value = app
-        .client
-        .get(app.url("/api/v1/tracks"))
-        .bearer_auth(&ed)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = app.get_json("/api/v1/tracks", Some(&ed)).await;
     assert_eq!(page["tracks"].as_array().unwrap().len(), 0);
     assert!(
         app.state.store.list("").await.unwrap().is_empty(),
