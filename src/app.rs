@@ -152,7 +152,7 @@ impl App {
     pub async fn issue_setup_link(&self) -> Result<Option<String>, AccountsError> {
         let token = accounts::random_secret();
         let hash = accounts::secret_hash(&token);
-        let now = crate::http::auth::now();
+        let now = crate::clock::now();
         let issued = self
             .state
             .db
@@ -200,7 +200,7 @@ impl App {
                 sweep_state.rum.sweep();
                 sweep_state.login.sweep();
                 let idle = sweep_state.config.auth.session_idle_secs;
-                let now = crate::http::auth::now();
+                let now = crate::clock::now();
                 if let Err(e) = sweep_state
                     .db
                     .call(move |c| accounts_store::purge_sessions(c, now, idle))

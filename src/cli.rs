@@ -319,7 +319,7 @@ fn read_new_password(from_stdin: bool) -> Result<String, CliError> {
 }
 
 fn admin(cfg: &config::Config, cmd: AdminCommand) -> Result<(), CliError> {
-    let now = crate::http::auth::now();
+    let now = crate::clock::now();
     match cmd {
         AdminCommand::Create {
             username,
@@ -390,7 +390,7 @@ fn token(cfg: &config::Config, cmd: TokenCommand) -> Result<(), CliError> {
         .ok_or(AccountsError::NotFound("user"))?;
     let token = accounts::new_api_token();
     let hash = accounts::secret_hash(&token);
-    let now = crate::http::auth::now();
+    let now = crate::clock::now();
     let expires_at = expires_days.map(|d| now + i64::from(d) * 86_400);
     db.with(|c| store::create_token(c, &user.id, &name, &hash, now, expires_at))?;
     // The token on stdout alone, so `TOKEN=$(veza token create …)` works; shown only once.

@@ -2,13 +2,12 @@
 //! Each protected route names its role with `require(s, Role::…)`, so the rule is visible at
 //! the route.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use subtle::ConstantTimeEq;
 use warp::http::Method;
 use warp::{Filter, Rejection};
 
 use crate::accounts::{self, Role, TOKEN_PREFIX, User, store};
+use crate::clock::now;
 use crate::error::ApiError;
 use crate::http::filters::with_state;
 use crate::state::AppState;
@@ -37,13 +36,6 @@ pub struct Principal {
     pub user: User,
     /// How they proved it.
     pub via: Via,
-}
-
-/// Unix seconds now.
-pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// The caller, or `None` for anonymous. A bearer token that is present but invalid, revoked or

@@ -205,7 +205,7 @@ impl Ingest {
             }
             _ => None,
         };
-        let now = crate::http::auth::now();
+        let now = crate::clock::now();
         let pick = |o: &Option<String>, tag: &Option<String>| {
             o.clone()
                 .filter(|s| !s.trim().is_empty())

@@ -10,8 +10,9 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use crate::accounts::{self, Role, User, Username, store};
+use crate::clock::now;
 use crate::error::ApiError;
-use crate::http::auth::{Principal, SESSION_COOKIE, Via, now, require};
+use crate::http::auth::{Principal, SESSION_COOKIE, Via, require};
 use crate::http::filters::{client_ip, json_body, with_state};
 use crate::http::route;
 use crate::state::AppState;

@@ -10,9 +10,10 @@ use warp::reply::Response;
 use warp::{Buf, Filter, Rejection, Reply};
 
 use crate::accounts::Role;
+use crate::clock::now;
 use crate::error::ApiError;
 use crate::http::api::openapi::ErrorEnvelope;
-use crate::http::auth::{Principal, now, require, viewer};
+use crate::http::auth::{Principal, require, viewer};
 use crate::http::filters::{json_body, with_state};
 use crate::http::route;
 use crate::library::ingest::{Ingest, Outcome, Overrides, spool};

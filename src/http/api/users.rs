@@ -8,9 +8,10 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use crate::accounts::{self, Role, User, Username, store};
+use crate::clock::now;
 use crate::error::ApiError;
 use crate::http::api::openapi::ErrorEnvelope;
-use crate::http::auth::{Principal, now, require};
+use crate::http::auth::{Principal, require};
 use crate::http::filters::{json_body, with_state};
 use crate::http::route;
 use crate::state::AppState;
