@@ -239,6 +239,10 @@ impl From<crate::library::LibraryError> for ApiError {
                 message: format!("{field}: {message}"),
             },
             L::NotFound => ApiError::NotFound,
+            e @ L::Body(_) => ApiError::BadRequest {
+                code: "invalid_body",
+                message: e.to_string(),
+            },
             e => {
                 tracing::error!(error = %e, "library error");
                 ApiError::Internal

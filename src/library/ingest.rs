@@ -114,11 +114,7 @@ where
     let mut hasher = Sha256::new();
     let mut body = std::pin::pin!(body);
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| LibraryError::Io {
-            op: "receive",
-            path: "upload".into(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        let chunk = chunk.map_err(|e| LibraryError::Body(e.to_string()))?;
         let bytes = chunk.as_ref();
         spooled.size += bytes.len() as u64;
         if spooled.size > limit {

@@ -33,6 +33,9 @@ pub enum LibraryError {
         /// The limit.
         limit: u64,
     },
+    /// The upload body could not be read (client gone, malformed multipart).
+    #[error("the upload was cut off or malformed: {0}")]
+    Body(String),
     /// Local file I/O failed (temp files, import sources).
     #[error("{op} {path}: {source}")]
     Io {

@@ -266,6 +266,20 @@ async fn oversize_and_non_audio_uploads_are_refused_and_nothing_is_kept() {
         .unwrap();
     assert_envelope(anon, 401, "unauthorized").await;
 
+    // A body cut off before the closing boundary: the client's fault, not a 5xx.
+    let cut = app
+        .client
+        .post(app.url("/api/v1/tracks"))
+        .bearer_auth(&ed)
+        .header("content-type", "multipart/form-data; boundary=XB")
+        .body(
+            "--XB\r\ncontent-disposition: form-data; name=\"file\"; filename=\"a.mp3\"\r\n\r\nabc",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_envelope(cut, 400, "invalid_body").await;
+
     let page: Value = app.get_json("/api/v1/tracks", Some(&ed)).await;
     assert_eq!(page["tracks"].as_array().unwrap().len(), 0);
     assert!(
