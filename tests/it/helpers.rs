@@ -180,3 +180,29 @@ pub async fn user_with_token(
         .unwrap();
     (id, token)
 }
+
+/// Runs the real binary with `args` (`&[]` = the default command, serve) on a free port in
+/// `home`; returns the child and the address from its start-up line.
+pub fn serve_binary(home: &Path, args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = veza(home)
+        .args(args)
+        .env("VEZA_SERVER__LISTEN", "127.0.0.1:0")
+        .env("VEZA_LOG__FORMAT", "json")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split('"').next().unwrap().trim().to_owned();
+        }
+    };
+    // Drain stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}

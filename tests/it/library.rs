@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use veza::accounts::Role;
 
 use crate::helpers::{
-    TestApp, assert_envelope, require_tool, spawn_app, spawn_app_with, stderr, stdout,
-    user_with_token, veza,
+    TestApp, assert_envelope, require_tool, serve_binary, spawn_app, spawn_app_with, stderr,
+    stdout, user_with_token, veza,
 };
 
 /// Generated fixtures, made once per test in a temp dir.
@@ -537,30 +537,6 @@ fn import_walks_a_tree_and_reports_each_outcome() {
     assert!(stderr(&dry).contains("0 imported, 4 duplicates"));
 }
 
-/// Starts `veza serve` on a free port in `home`; returns the child and its address.
-fn serve(home: &Path) -> (std::process::Child, String) {
-    use std::io::BufRead;
-    let mut child = veza(home)
-        .args(["serve"])
-        .env("VEZA_SERVER__LISTEN", "127.0.0.1:0")
-        .env("VEZA_LOG__FORMAT", "json")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("serve exited before listening")
-            .unwrap();
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split('"').next().unwrap().trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
-}
-
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     walkdir::WalkDir::new(dir)
         .into_iter()
@@ -592,7 +568,7 @@ fn kill_9_in_the_middle_of_an_upload_leaves_no_object_and_no_row() {
         .unwrap();
     let token = stdout(&tok).trim().to_owned();
 
-    let (mut child, addr) = serve(home.path());
+    let (mut child, addr) = serve_binary(home.path(), &["serve"]);
     let mut s = std::net::TcpStream::connect(&addr).unwrap();
     let boundary = "XBOUNDARYX";
     let head = format!(
@@ -627,7 +603,7 @@ fn kill_9_in_the_middle_of_an_upload_leaves_no_object_and_no_row() {
         "a partial spool file is what kill -9 leaves"
     );
 
-    let (mut child, addr) = serve(home.path());
+    let (mut child, addr) = serve_binary(home.path(), &["serve"]);
     assert!(
         files_under(&spool).is_empty(),
         "start-up sweeps the partial upload"

@@ -1,34 +1,16 @@
 //! SIGTERM lets an in-flight request finish, then the process exits 0.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::helpers::veza;
+use crate::helpers::serve_binary;
 
 #[test]
 fn sigterm_during_a_slow_request_still_completes_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = veza(dir.path())
-        .env("VEZA_SERVER__LISTEN", "127.0.0.1:0")
-        .env("VEZA_LOG__FORMAT", "json")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The start-up line carries the bound address.
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split('"').next().unwrap().trim().to_owned();
-        }
-    };
-    // Drain stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    // No subcommand: the default is serve.
+    let (mut child, addr) = serve_binary(dir.path(), &[]);
 
     let body = br#"{"name":"LCP","value":1200,"route":"/slow"}"#;
     let mut s = TcpStream::connect(&addr).unwrap();
