@@ -69,6 +69,8 @@ pub struct RawConfig {
     pub hls: RawHls,
     pub rum: RawRum,
     pub auth: RawAuth,
+    pub jobs: RawJobs,
+    pub stream: RawStream,
 }
 
 /// `[server]`
@@ -153,6 +155,8 @@ pub struct RawBunny {
     pub api_key: String,
     #[serde(deserialize_with = "lenient_string")]
     pub origin_secret: String,
+    pub api_url: String,
+    pub verify_tokens: bool,
 }
 
 /// `[cdn.local]`: Veza's own `/media/` tokens.
@@ -196,6 +200,45 @@ pub struct RawHls {
     pub ffprobe: String,
     pub ladder_kbps: Vec<u64>,
     pub segment_secs: u64,
+    pub timeout_secs: u64,
+}
+
+/// `[jobs]`: the background job queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawJobs {
+    pub workers: u64,
+    pub max_attempts: u64,
+    pub lease_secs: u64,
+    pub retry_base_secs: u64,
+    pub retry_max_secs: u64,
+}
+
+impl Default for RawJobs {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            max_attempts: 5,
+            lease_secs: 60,
+            retry_base_secs: 30,
+            retry_max_secs: 3600,
+        }
+    }
+}
+
+/// `[stream]`: the stream-URL API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStream {
+    pub rate_limit_per_min: u64,
+}
+
+impl Default for RawStream {
+    fn default() -> Self {
+        Self {
+            rate_limit_per_min: 120,
+        }
+    }
 }
 
 /// `[rum]`: the real-user web-vitals beacon.
@@ -218,6 +261,8 @@ impl Default for RawConfig {
             hls: RawHls::default(),
             rum: RawRum::default(),
             auth: RawAuth::default(),
+            jobs: RawJobs::default(),
+            stream: RawStream::default(),
         }
     }
 }
@@ -312,6 +357,8 @@ impl Default for RawBunny {
             speed_limit_kbps: 0,
             api_key: String::new(),
             origin_secret: String::new(),
+            api_url: "https://api.bunny.net".into(),
+            verify_tokens: false,
         }
     }
 }
@@ -324,6 +371,7 @@ impl Default for RawHls {
             ffprobe: "ffprobe".into(),
             ladder_kbps: vec![64, 128, 256],
             segment_secs: 6,
+            timeout_secs: 1800,
         }
     }
 }
@@ -504,6 +552,10 @@ pub struct Config {
     pub rum: RumConfig,
     /// `[auth]`
     pub auth: AuthConfig,
+    /// `[jobs]`
+    pub jobs: JobsConfig,
+    /// `[stream]`
+    pub stream: StreamConfig,
 }
 
 /// `[server]`, parsed.
@@ -639,6 +691,10 @@ pub struct BunnyConfig {
     pub api_key: Secret,
     /// Header value a Bunny edge rule adds to origin pulls.
     pub origin_secret: Secret,
+    /// Base URL of Bunny's account API (purges).
+    pub api_url: Url,
+    /// `/media/` also accepts Bunny tokens (for setups where the edge forwards them).
+    pub verify_tokens: bool,
 }
 
 /// `[hls]`, parsed.
@@ -654,6 +710,30 @@ pub struct HlsConfig {
     pub ladder_kbps: Vec<u32>,
     /// Target segment length.
     pub segment_secs: u32,
+    /// Longest an ffmpeg run may take before it is killed.
+    pub timeout_secs: u64,
+}
+
+/// `[jobs]`, parsed.
+#[derive(Debug, Clone)]
+pub struct JobsConfig {
+    /// Jobs run at once.
+    pub workers: usize,
+    /// Attempts before a job is dead.
+    pub max_attempts: u32,
+    /// A running job's lease; a crashed worker's job runs again once it lapses.
+    pub lease_secs: u64,
+    /// First retry delay; doubles per attempt (with jitter).
+    pub retry_base_secs: u64,
+    /// Longest retry delay.
+    pub retry_max_secs: u64,
+}
+
+/// `[stream]`, parsed.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    /// Anonymous stream-URL requests per client IP per minute.
+    pub rate_limit_per_min: u32,
 }
 
 /// `[auth]`, parsed.
@@ -1096,6 +1176,40 @@ fn validate(fig: &Figment, raw: &RawConfig) -> Result<Config, ConfigError> {
         }
     }
 
+    if !(10..=86_400).contains(&raw.hls.timeout_secs) {
+        return Err(c.err(
+            "hls.timeout_secs",
+            format!("{} is outside 10..=86400", raw.hls.timeout_secs),
+        ));
+    }
+    for (key, v, range) in [
+        ("jobs.workers", raw.jobs.workers, 1..=64),
+        ("jobs.max_attempts", raw.jobs.max_attempts, 1..=100),
+        ("jobs.lease_secs", raw.jobs.lease_secs, 2..=3600),
+        ("jobs.retry_base_secs", raw.jobs.retry_base_secs, 1..=86_400),
+        ("jobs.retry_max_secs", raw.jobs.retry_max_secs, 1..=604_800),
+        (
+            "stream.rate_limit_per_min",
+            raw.stream.rate_limit_per_min,
+            1..=1_000_000,
+        ),
+    ] {
+        if !range.contains(&v) {
+            return Err(c.err(
+                key,
+                format!("{v} is outside {}..={}", range.start(), range.end()),
+            ));
+        }
+    }
+    if raw.jobs.retry_max_secs < raw.jobs.retry_base_secs {
+        return Err(c.err(
+            "jobs.retry_max_secs",
+            "must not be below jobs.retry_base_secs",
+        ));
+    }
+    let bunny_api_url =
+        parse_http_url(&raw.cdn.bunny.api_url).map_err(|m| c.err("cdn.bunny.api_url", m))?;
+
     if !(1..=10_000).contains(&raw.rum.max_routes) {
         return Err(c.err(
             "rum.max_routes",
@@ -1173,6 +1287,8 @@ fn validate(fig: &Figment, raw: &RawConfig) -> Result<Config, ConfigError> {
                 speed_limit_kbps: raw.cdn.bunny.speed_limit_kbps,
                 api_key: Secret::new(&raw.cdn.bunny.api_key),
                 origin_secret: Secret::new(&raw.cdn.bunny.origin_secret),
+                api_url: bunny_api_url,
+                verify_tokens: raw.cdn.bunny.verify_tokens,
             },
             local: LocalSigningConfig {
                 key: Secret::new(&raw.cdn.local.key),
@@ -1196,6 +1312,17 @@ fn validate(fig: &Figment, raw: &RawConfig) -> Result<Config, ConfigError> {
             ffprobe: raw.hls.ffprobe.clone(),
             ladder_kbps: ladder,
             segment_secs: raw.hls.segment_secs as u32,
+            timeout_secs: raw.hls.timeout_secs,
+        },
+        jobs: JobsConfig {
+            workers: raw.jobs.workers as usize,
+            max_attempts: raw.jobs.max_attempts as u32,
+            lease_secs: raw.jobs.lease_secs,
+            retry_base_secs: raw.jobs.retry_base_secs,
+            retry_max_secs: raw.jobs.retry_max_secs,
+        },
+        stream: StreamConfig {
+            rate_limit_per_min: raw.stream.rate_limit_per_min as u32,
         },
         auth: AuthConfig {
             session_idle_secs: raw.auth.session_idle_secs as i64,

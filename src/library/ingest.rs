@@ -222,6 +222,7 @@ impl Ingest {
             sha256: sha256.to_owned(),
             content_type: probed.content_type,
             has_cover: cover_key.is_some(),
+            has_hls: false,
             visibility: over.visibility.unwrap_or(Visibility::Public),
             // HLS packaging (a later issue) adds `processing`; until then the original is it.
             status: Status::Ready,
@@ -231,6 +232,7 @@ impl Ingest {
             updated_at: now,
             original_key: original.key.to_string(),
             cover_key,
+            hls_key: None,
         };
         let new = NewTrack {
             id: TrackId::new(),

@@ -206,6 +206,8 @@ pub struct Track {
     pub content_type: String,
     /// Whether cover art was found.
     pub has_cover: bool,
+    /// Whether HLS renditions are ready to stream.
+    pub has_hls: bool,
     /// Who may see it.
     pub visibility: Visibility,
     /// Where it is in its life.
@@ -224,6 +226,9 @@ pub struct Track {
     /// Blob key of the cover (internal).
     #[serde(skip)]
     pub cover_key: Option<String>,
+    /// Blob key of the HLS master playlist (internal).
+    #[serde(skip)]
+    pub hls_key: Option<String>,
 }
 
 #[cfg(test)]

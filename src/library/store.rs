@@ -10,12 +10,13 @@ use super::{LibraryError, Status, Track, TrackId, Visibility};
 
 const COLS: &str = "id, title, artist, album, track_number, duration_ms, codec, bitrate_kbps, \
     sample_rate, channels, size_bytes, sha256, content_type, cover_key, visibility, status, \
-    status_detail, created_at, updated_at, original_key";
+    status_detail, created_at, updated_at, original_key, hls_key";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<Track> {
     let vis: String = r.get(14)?;
     let status: String = r.get(15)?;
     let cover_key: Option<String> = r.get(13)?;
+    let hls_key: Option<String> = r.get(20)?;
     Ok(Track {
         id: r.get(0)?,
         title: r.get(1)?,
@@ -31,6 +32,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Track> {
         sha256: r.get(11)?,
         content_type: r.get(12)?,
         has_cover: cover_key.is_some(),
+        has_hls: hls_key.is_some(),
         visibility: vis.parse().unwrap_or(Visibility::Private),
         status: status.parse().unwrap_or(Status::Failed),
         status_detail: r.get(16)?,
@@ -39,6 +41,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Track> {
         updated_at: r.get(18)?,
         original_key: r.get(19)?,
         cover_key,
+        hls_key,
     })
 }
 
