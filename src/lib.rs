@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod hls;
 pub mod http;
 pub mod library;
 pub mod metrics;
