@@ -171,10 +171,11 @@ fn assert_valid_tree(work: &Path, pk: &Packaged, rungs: &[u32]) -> Vec<f64> {
         assert_eq!(v.bandwidth, r.bandwidth);
         assert_eq!(v.average_bandwidth, Some(r.average_bandwidth));
         assert!(r.average_bandwidth <= r.bandwidth);
-        // AAC at the asked rate, give or take container overhead and a sine's easy content.
+        // At most the asked rate plus container overhead; a pure tone is easy, so the encoder
+        // may spend far less (about 136 kbps at 256k).
         let asked = u64::from(r.bitrate_kbps) * 1000;
         assert!(
-            r.average_bandwidth > asked / 2 && r.bandwidth < asked * 13 / 10,
+            r.average_bandwidth > asked / 4 && r.bandwidth < asked * 13 / 10,
             "{r:?}"
         );
 
