@@ -101,6 +101,22 @@ impl App {
             Ok(n) => tracing::info!(removed = n, "removed partial uploads left by a crash"),
             Err(e) => tracing::warn!(error = %e, "could not sweep the upload spool"),
         }
+        crate::jobs::package::sweep_work(&config.data_dir).map_err(|source| {
+            StartError::DataDir {
+                path: crate::jobs::package::work_root(&config.data_dir)
+                    .display()
+                    .to_string(),
+                source,
+            }
+        })?;
+        let jobs = crate::jobs::Queue::new(&config);
+        let hls = jobs.refresh_hls(&config.hls).await;
+        if hls.enabled && !hls.available {
+            tracing::warn!(
+                reason = hls.reason.as_deref().unwrap_or(""),
+                "HLS packaging is unavailable; originals stream, tracks wait in processing until ffmpeg is found"
+            );
+        }
         let listener = TcpListener::bind(config.server.listen)
             .await
             .map_err(|source| StartError::Bind {
@@ -123,6 +139,7 @@ impl App {
             metrics,
             rum,
             login,
+            jobs,
         };
         Ok(App {
             state,
@@ -210,6 +227,7 @@ impl App {
                 }
             }
         });
+        let workers = crate::jobs::worker::start(self.state.clone());
         let server = warp::serve(http::app(self.state))
             .incoming(self.listener)
             .graceful(signal)
@@ -226,6 +244,8 @@ impl App {
             () = deadline => tracing::warn!("drain timeout reached; closing remaining connections"),
         }
         sweeper.abort();
+        // After the server: an upload finishing during the drain may still enqueue a job.
+        workers.stop().await;
     }
 }
 

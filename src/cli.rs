@@ -44,6 +44,9 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Inspect and retry background jobs (HLS packaging, CDN purges).
+    #[command(subcommand)]
+    Jobs(JobsCommand),
     /// Import every audio file under DIR (mp3, flac, m4a/aac, ogg/opus, wav); safe while serving.
     Import {
         /// Folder to walk (nested folders included).
@@ -83,6 +86,25 @@ pub enum AdminCommand {
     },
     /// List users.
     List,
+}
+
+/// `veza jobs …`
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, newest first.
+    List {
+        /// Only jobs in this state.
+        #[arg(long, value_parser = ["queued", "running", "succeeded", "failed", "dead"])]
+        state: Option<String>,
+        /// How many to show.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10000))]
+        limit: u32,
+    },
+    /// Run a queued, failed or dead job again now, with a fresh set of attempts.
+    Retry {
+        /// Job id (from `veza jobs list`).
+        id: i64,
+    },
 }
 
 /// `veza token …`
@@ -194,6 +216,21 @@ pub enum CliError {
     /// An account command failed for a reason other than its input.
     #[error("{0}")]
     Accounts(AccountsError),
+    /// A job command failed for a reason other than its input.
+    #[error("{0}")]
+    Jobs(crate::jobs::JobError),
+}
+
+impl From<crate::jobs::JobError> for CliError {
+    fn from(e: crate::jobs::JobError) -> CliError {
+        use crate::jobs::JobError as J;
+        match e {
+            J::NotFound | J::NotRetryable { .. } | J::AlreadyPending { .. } => {
+                CliError::Input(e.to_string())
+            }
+            e => CliError::Jobs(e),
+        }
+    }
 }
 
 impl From<AccountsError> for CliError {
@@ -216,7 +253,11 @@ impl CliError {
             CliError::Config(_) | CliError::Sign(_) => 78,
             CliError::SignInput(_) | CliError::Input(_) => 2,
             CliError::Start(e) => e.exit_code(),
-            CliError::Db(_) | CliError::Io(_) | CliError::Accounts(_) | CliError::Import(_) => 1,
+            CliError::Db(_)
+            | CliError::Io(_)
+            | CliError::Accounts(_)
+            | CliError::Jobs(_)
+            | CliError::Import(_) => 1,
         }
     }
 }
@@ -239,6 +280,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Sign(args) => sign(&cfg, *args),
         Command::Admin(cmd) => admin(&cfg, cmd),
         Command::Token(cmd) => token(&cfg, cmd),
+        Command::Jobs(cmd) => jobs(&cfg, cmd),
         Command::Import {
             dir,
             visibility,
@@ -274,6 +316,8 @@ fn import(
             store,
             ffprobe: cfg.hls.ffprobe.clone(),
             spool_dir: cfg.data_dir.join("tmp"),
+            package_attempts: cfg.hls.enabled.then_some(cfg.jobs.max_attempts),
+            queue: None,
         };
         crate::library::import::run(&ingest, dir, visibility, dry_run)
             .await
@@ -369,6 +413,51 @@ fn admin(cfg: &config::Config, cmd: AdminCommand) -> Result<(), CliError> {
                     u.id, u.username, u.role, state
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+/// `veza jobs list|retry`. A retried job runs when the server's workers next poll (within a
+/// second); this command never runs jobs itself.
+fn jobs(cfg: &config::Config, cmd: JobsCommand) -> Result<(), CliError> {
+    use crate::jobs::store as jobs;
+    let db = open_db(cfg)?;
+    match cmd {
+        JobsCommand::List { state, limit } => {
+            let filter = jobs::Filter {
+                state: state
+                    .map(|s| s.parse())
+                    .transpose()
+                    .map_err(CliError::Input)?,
+                limit,
+                ..jobs::Filter::default()
+            };
+            let list = db.with(|c| jobs::list(c, &filter))?;
+            println!(
+                "{:<8} {:<12} {:<10} {:<8} {:<38} {:<11} LAST ERROR",
+                "ID", "KIND", "STATE", "ATTEMPTS", "TRACK", "RUN AT"
+            );
+            for j in list {
+                let err: String = j
+                    .last_error
+                    .as_deref()
+                    .map(|e| e.lines().last().unwrap_or("").chars().take(80).collect())
+                    .unwrap_or_default();
+                println!(
+                    "{:<8} {:<12} {:<10} {:<8} {:<38} {:<11} {err}",
+                    j.id,
+                    j.kind,
+                    j.state,
+                    format!("{}/{}", j.attempts, j.max_attempts),
+                    j.track_id.as_deref().unwrap_or("-"),
+                    j.run_at,
+                );
+            }
+        }
+        JobsCommand::Retry { id } => {
+            let job = db.with(|c| jobs::retry(c, id, crate::clock::now()))?;
+            println!("job {} ({}) is queued again", job.id, job.kind);
         }
     }
     Ok(())

@@ -251,6 +251,27 @@ impl From<crate::library::LibraryError> for ApiError {
     }
 }
 
+impl From<crate::jobs::JobError> for ApiError {
+    fn from(e: crate::jobs::JobError) -> ApiError {
+        use crate::jobs::JobError as J;
+        match e {
+            J::NotFound => ApiError::NotFound,
+            e @ J::NotRetryable { .. } => ApiError::Conflict {
+                code: "job_not_retryable",
+                message: e.to_string(),
+            },
+            e @ J::AlreadyPending { .. } => ApiError::Conflict {
+                code: "job_pending",
+                message: e.to_string(),
+            },
+            e @ (J::Db(_) | J::Task(_)) => {
+                tracing::error!(error = %e, "job queue error");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
 /// Recovers any rejection into a response, for the outermost `recover`.
 pub async fn recover(rej: Rejection) -> Result<Response, Infallible> {
     Ok(ApiError::from_rejection(&rej).into_response())

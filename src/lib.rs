@@ -11,6 +11,7 @@ pub mod db;
 pub mod error;
 pub mod hls;
 pub mod http;
+pub mod jobs;
 pub mod library;
 pub mod metrics;
 pub mod ratelimit;

@@ -2,8 +2,8 @@
 //! process (tests) never collide. Every label is a bounded set; never a raw path or an id.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// HTTP status classes used as a label.
@@ -41,7 +41,19 @@ pub struct Metrics {
     /// `veza_storage_operations_total{backend,operation,outcome}`; operation is one of
     /// `storage::OPERATIONS`, outcome `ok` or `error` (the backend failed).
     pub storage_operations: IntCounterVec,
+    /// `veza_jobs_total{kind,outcome}`; outcome is `succeeded`, `failed` (will retry), `dead`
+    /// or `requeued` (interrupted by shutdown or a missing tool; the attempt is not counted).
+    pub jobs: IntCounterVec,
+    /// `veza_job_duration_seconds{kind}`: one attempt, whatever its outcome.
+    pub job_duration: HistogramVec,
+    /// `veza_jobs_queued`: jobs waiting to run (queued, or failed and waiting to retry).
+    pub jobs_queued: IntGauge,
+    /// `veza_jobs_dead`: jobs out of attempts, waiting for a manual retry.
+    pub jobs_dead: IntGauge,
 }
+
+/// Outcomes of `veza_jobs_total`.
+pub const JOB_OUTCOMES: [&str; 4] = ["succeeded", "failed", "dead", "requeued"];
 
 impl Metrics {
     /// Builds a fresh registry with every metric registered.
@@ -120,6 +132,41 @@ impl Metrics {
         )?;
         registry.register(Box::new(storage_operations.clone()))?;
 
+        let jobs = IntCounterVec::new(
+            Opts::new(
+                "jobs_total",
+                "Job attempts finished, by kind and outcome (succeeded; failed = will retry; dead = out of attempts; requeued = interrupted, attempt not counted)",
+            ),
+            &["kind", "outcome"],
+        )?;
+        registry.register(Box::new(jobs.clone()))?;
+        for kind in crate::jobs::JobKind::ALL {
+            for outcome in JOB_OUTCOMES {
+                jobs.with_label_values(&[kind.as_str(), outcome]);
+            }
+        }
+        let job_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "job_duration_seconds",
+                "Wall time of one job attempt, by kind",
+            )
+            .buckets(vec![
+                0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
+            ]),
+            &["kind"],
+        )?;
+        registry.register(Box::new(job_duration.clone()))?;
+        let jobs_queued = IntGauge::new(
+            "jobs_queued",
+            "Jobs waiting to run: queued, or failed and waiting for their retry",
+        )?;
+        registry.register(Box::new(jobs_queued.clone()))?;
+        let jobs_dead = IntGauge::new(
+            "jobs_dead",
+            "Jobs out of attempts, waiting for a manual retry",
+        )?;
+        registry.register(Box::new(jobs_dead.clone()))?;
+
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -134,6 +181,10 @@ impl Metrics {
             rum_beacons_rejected,
             signing,
             storage_operations,
+            jobs,
+            job_duration,
+            jobs_queued,
+            jobs_dead,
         })
     }
 

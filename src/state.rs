@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::accounts::LoginGuard;
 use crate::config::Config;
 use crate::db::Db;
+use crate::jobs::Queue;
 use crate::metrics::Metrics;
 use crate::rum::RumGuard;
 use crate::storage::BlobStore;
@@ -24,4 +25,6 @@ pub struct AppState {
     pub rum: Arc<RumGuard>,
     /// Login throttles.
     pub login: Arc<LoginGuard>,
+    /// The job queue: wakes workers, knows whether HLS can run.
+    pub jobs: Queue,
 }

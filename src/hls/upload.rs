@@ -68,18 +68,23 @@ pub async fn upload(
         Put::Skipped => report.skipped += 1,
     };
 
-    let blobs = p
-        .files
-        .iter()
-        .filter(|f| matches!(f.kind, FileKind::Init | FileKind::Segment));
-    let puts: Vec<Put> = stream::iter(blobs)
-        .map(|f| async {
+    // Keys and owned file handles are resolved first: the futures below must not borrow
+    // through closures, or the whole upload stops being `Send` for a spawned job worker.
+    let mut blobs: Vec<(BlobKey, OutFile, Option<u64>)> = Vec::new();
+    for f in &p.files {
+        if matches!(f.kind, FileKind::Init | FileKind::Segment) {
             let key = key_of(f)?;
-            put_blob(store, &key, f, stored.get(key.as_str()).copied()).await
-        })
-        .buffer_unordered(PARALLEL_PUTS)
-        .try_collect()
-        .await?;
+            let known = stored.get(key.as_str()).copied();
+            blobs.push((key, f.clone(), known));
+        }
+    }
+    let puts: Vec<Put> = stream::iter(blobs.into_iter().map(|(key, f, known)| {
+        let store = store.clone();
+        async move { put_blob(&store, &key, &f, known).await }
+    }))
+    .buffer_unordered(PARALLEL_PUTS)
+    .try_collect()
+    .await?;
     puts.into_iter().for_each(&mut tally);
 
     for kind in [FileKind::MediaPlaylist, FileKind::Master] {

@@ -81,9 +81,20 @@ async fn readyz(s: AppState) -> Response {
     if !ok {
         tracing::warn!(database = %db_check, storage = %store_check, "not ready");
     }
+    // HLS does not decide readiness: without ffmpeg, originals still stream.
+    let hls = s.jobs.hls();
+    let hls_check = if hls.available {
+        "ok".to_owned()
+    } else {
+        format!(
+            "unavailable: {}",
+            hls.reason.as_deref().unwrap_or("unknown")
+        )
+    };
     let body = json!({
         "status": if ok { "ok" } else { "unavailable" },
-        "checks": { "database": db_check, "storage": store_check },
+        "checks": { "database": db_check, "storage": store_check, "hls": hls_check },
+        "hls": hls,
     });
     let status = if ok {
         StatusCode::OK

@@ -28,6 +28,12 @@ pub struct Ingest {
     pub ffprobe: String,
     /// Folder for spooled uploads (`{data_dir}/tmp`), swept at start.
     pub spool_dir: PathBuf,
+    /// When HLS is on: new tracks start `processing` with a packaging job of this many
+    /// attempts, written in the same transaction as the track.
+    pub package_attempts: Option<u32>,
+    /// Wakes this process's job workers after an insert (`None` in `veza import`: the
+    /// server's workers find the jobs when they next poll).
+    pub queue: Option<crate::jobs::Queue>,
 }
 
 /// Values that override the file's tags.
@@ -224,8 +230,12 @@ impl Ingest {
             has_cover: cover_key.is_some(),
             has_hls: false,
             visibility: over.visibility.unwrap_or(Visibility::Public),
-            // HLS packaging (a later issue) adds `processing`; until then the original is it.
-            status: Status::Ready,
+            // The original streams meanwhile; the packaging job makes it `ready`.
+            status: if self.package_attempts.is_some() {
+                Status::Processing
+            } else {
+                Status::Ready
+            },
             status_detail: None,
             tags: Vec::new(),
             created_at: now,
@@ -240,9 +250,32 @@ impl Ingest {
             created_by,
         };
         let sha = sha256.to_owned();
-        let inserted = self.db.call(move |c| store::insert(c, &new)).await?;
+        let attempts = self.package_attempts;
+        let inserted = self
+            .db
+            .call(move |c| {
+                store::insert(c, &new, |tx| {
+                    if let Some(max) = attempts {
+                        let job = crate::jobs::package::new_job(&new.id);
+                        crate::jobs::store::enqueue(tx, &job, max, now).map_err(|e| match e {
+                            crate::jobs::JobError::Db(e) => LibraryError::Db(e),
+                            other => LibraryError::Invalid {
+                                field: "job",
+                                message: other.to_string(),
+                            },
+                        })?;
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
         match inserted {
-            Some(t) => Ok(Outcome::Created(t)),
+            Some(t) => {
+                if let Some(q) = &self.queue {
+                    q.notify();
+                }
+                Ok(Outcome::Created(t))
+            }
             // Lost a race with a concurrent upload or import of the same bytes.
             None => {
                 let t = self.db.call(move |c| store::find_by_sha(c, &sha)).await?;

@@ -64,9 +64,14 @@ pub struct NewTrack {
     pub created_by: Option<String>,
 }
 
-/// Inserts a track. `Ok(None)` when a track with the same SHA-256 already exists (a
-/// concurrent import or upload won): the caller returns that one.
-pub fn insert(c: &mut Connection, new: &NewTrack) -> Result<Option<Track>, LibraryError> {
+/// Inserts a track, and runs `also` in the same transaction (to enqueue its packaging job).
+/// `Ok(None)` when a track with the same SHA-256 already exists (a concurrent import or upload
+/// won): the caller returns that one.
+pub fn insert(
+    c: &mut Connection,
+    new: &NewTrack,
+    also: impl FnOnce(&Connection) -> Result<(), LibraryError>,
+) -> Result<Option<Track>, LibraryError> {
     let t = &new.track;
     let tx = c.transaction()?;
     let res = tx.execute(
@@ -89,6 +94,7 @@ pub fn insert(c: &mut Connection, new: &NewTrack) -> Result<Option<Track>, Libra
         Err(e) => return Err(e.into()),
     }
     set_tags(&tx, new.id.as_str(), &t.tags)?;
+    also(&tx)?;
     tx.commit()?;
     get(c, &new.id)
 }

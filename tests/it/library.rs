@@ -185,7 +185,9 @@ async fn uploads_extract_every_field_for_each_format() {
             t["size_bytes"].as_u64().unwrap(),
             std::fs::metadata(&file).unwrap().len()
         );
-        assert_eq!(t["status"], "ready");
+        // HLS is on by default: the upload answers before packaging, which makes it ready.
+        assert_eq!(t["status"], "processing", "{name}");
+        assert_eq!(t["has_hls"], false, "{name}");
         assert_eq!(t["visibility"], "public");
         assert_eq!(t["has_cover"], has_cover, "{name}");
         let id = t["id"].as_str().unwrap();

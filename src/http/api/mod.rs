@@ -7,6 +7,7 @@ use warp::reply::Response;
 use crate::state::AppState;
 
 pub(crate) mod auth;
+pub(crate) mod jobs;
 pub mod openapi;
 pub(crate) mod tokens;
 pub(crate) mod tracks;
@@ -21,6 +22,8 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
         .or(tokens::routes(s))
         .unify()
         .or(tracks::routes(s))
+        .unify()
+        .or(jobs::routes(s))
         .unify()
         .or(web_vitals::routes(s))
         .unify()

@@ -64,6 +64,7 @@ impl Modify for Security {
         super::tokens::list, super::tokens::create, super::tokens::revoke,
         super::tracks::upload, super::tracks::list, super::tracks::get, super::tracks::patch,
         super::tracks::delete, super::tracks::cover,
+        super::jobs::list, super::jobs::retry,
         super::web_vitals::record,
         openapi_json,
     ),
@@ -74,6 +75,7 @@ impl Modify for Security {
         (name = "users", description = "Accounts (admin)"),
         (name = "tokens", description = "API tokens"),
         (name = "tracks", description = "The library"),
+        (name = "jobs", description = "Background jobs: HLS packaging, CDN purges"),
         (name = "observability", description = "Real-user monitoring"),
         (name = "meta", description = "This document"),
     )

@@ -184,6 +184,8 @@ fn ingest(s: &AppState) -> Ingest {
         store: s.store.clone(),
         ffprobe: s.config.hls.ffprobe.clone(),
         spool_dir: s.config.data_dir.join("tmp"),
+        package_attempts: s.config.hls.enabled.then_some(s.config.jobs.max_attempts),
+        queue: Some(s.jobs.clone()),
     }
 }
 
@@ -462,6 +464,7 @@ async fn delete(id: TrackId, who: Principal, s: AppState) -> Result<Response, Re
             Err(e) => tracing::warn!(error = %e, "stored key does not parse"),
         }
     }
+    crate::jobs::package::remove_tree(&s, &crate::jobs::package::hls_prefix(&id)).await;
     tracing::info!(track_id = %id, by = %who.user.id, "track deleted");
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
 }

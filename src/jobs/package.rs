@@ -1,0 +1,268 @@
+//! The `package_hls` job: fetch a track's original into a work dir, run the HLS packager, upload
+//! the content-addressed tree under `tracks/{id}/hls/`, then record the renditions and mark the
+//! track ready. Idempotent: a re-run produces the same segment names and uploads nothing new.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use rusqlite::params;
+use tokio::io::AsyncWriteExt;
+
+use super::worker::{JobCtx, JobFailure};
+use super::{Job, JobKind, NewJob};
+use crate::hls::{self, HlsError};
+use crate::library::{LibraryError, TrackId, store as tracks};
+use crate::state::AppState;
+use crate::storage::BlobKey;
+
+/// The blob prefix of a track's HLS tree.
+pub fn hls_prefix(id: &TrackId) -> String {
+    format!("tracks/{id}/hls")
+}
+
+/// The packaging job for a new track.
+pub fn new_job(id: &TrackId) -> NewJob {
+    NewJob {
+        kind: JobKind::PackageHls,
+        track_id: Some(id.to_string()),
+        payload: serde_json::json!({}),
+    }
+}
+
+/// Where job work dirs live: only this process writes there, so start-up clears it.
+pub fn work_root(data_dir: &Path) -> PathBuf {
+    data_dir.join("work")
+}
+
+/// Removes what a crash left in the work root.
+pub fn sweep_work(data_dir: &Path) -> std::io::Result<()> {
+    let root = work_root(data_dir);
+    match std::fs::remove_dir_all(&root) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(&root)
+}
+
+fn failed(e: impl std::fmt::Display) -> JobFailure {
+    JobFailure::Failed(e.to_string())
+}
+
+/// Runs one attempt.
+pub async fn run(s: &AppState, job: &Job, ctx: &JobCtx) -> Result<(), JobFailure> {
+    let id: TrackId = job
+        .track_id
+        .as_deref()
+        .unwrap_or_default()
+        .parse()
+        .map_err(failed)?;
+    let lookup = id.clone();
+    let Some(track) =
+        s.db.call(move |c| tracks::get(c, &lookup))
+            .await
+            .map_err(failed)?
+    else {
+        tracing::info!(track = %id, "track was deleted before packaging; nothing to do");
+        return Ok(());
+    };
+    let hls = s.jobs.hls();
+    if !hls.available {
+        return Err(JobFailure::Unavailable(
+            hls.reason.unwrap_or_else(|| "HLS is unavailable".into()),
+        ));
+    }
+
+    let work = work_root(&s.config.data_dir).join(format!("job-{}", job.id));
+    let _ = tokio::fs::remove_dir_all(&work).await;
+    let out = work.join("out");
+    tokio::fs::create_dir_all(&out).await.map_err(failed)?;
+    let result = package_into(s, &id, &track, &work, &out, ctx).await;
+    if let Err(e) = tokio::fs::remove_dir_all(&work).await {
+        tracing::warn!(error = %e, dir = %work.display(), "could not remove a job work dir");
+    }
+    result
+}
+
+async fn package_into(
+    s: &AppState,
+    id: &TrackId,
+    track: &crate::library::Track,
+    work: &Path,
+    out: &Path,
+    ctx: &JobCtx,
+) -> Result<(), JobFailure> {
+    let key = BlobKey::parse(&track.original_key).map_err(failed)?;
+    let ext = key.as_str().rsplit('.').next().unwrap_or("bin").to_owned();
+    let input = work.join(format!("original.{ext}"));
+    download(s, &key, &input).await?;
+    if ctx.cancel.is_cancelled() {
+        return Err(JobFailure::Interrupted);
+    }
+
+    let cfg = &s.config.hls;
+    let opts = hls::Options {
+        ffmpeg: cfg.ffmpeg.clone(),
+        rungs: hls::pick_rungs(&cfg.ladder_kbps, track.bitrate_kbps),
+        segment_secs: cfg.segment_secs,
+        timeout: Duration::from_secs(cfg.timeout_secs),
+    };
+    let hint = track
+        .duration_ms
+        .and_then(|ms| u64::try_from(ms).ok())
+        .map(Duration::from_millis);
+    // ffmpeg is most of the work; the upload is the last tenth.
+    let report = |p: f64| ctx.report(p * 0.9);
+    let packaged = hls::package(&input, out, &opts, hint, &report, &ctx.cancel)
+        .await
+        .map_err(hls_failure)?;
+    let prefix = hls_prefix(id);
+    let up = hls::upload(&s.store, &prefix, &packaged)
+        .await
+        .map_err(hls_failure)?;
+    ctx.report(1.0);
+    tracing::info!(
+        track = %id,
+        rungs = ?opts.rungs,
+        uploaded = up.uploaded,
+        skipped = up.skipped,
+        removed = up.removed,
+        bytes = up.bytes,
+        "track packaged as HLS"
+    );
+
+    let master = format!("{prefix}/{}", packaged.master);
+    let renditions = packaged.renditions.clone();
+    let track_id = id.to_string();
+    let now = crate::clock::now();
+    let still_there = s
+        .db
+        .call(move |c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "UPDATE tracks SET hls_key = ?2,
+                    status = CASE WHEN status IN ('processing', 'failed') THEN 'ready' ELSE status END,
+                    status_detail = CASE WHEN status = 'taken_down' THEN status_detail ELSE NULL END,
+                    updated_at = ?3
+                 WHERE id = ?1",
+                params![track_id, master, now],
+            )?;
+            tx.execute(
+                "DELETE FROM track_renditions WHERE track_id = ?1",
+                [&track_id],
+            )?;
+            if n == 1 {
+                for r in &renditions {
+                    tx.execute(
+                        "INSERT INTO track_renditions (track_id, bitrate_kbps, playlist_key,
+                            bandwidth, average_bandwidth, codecs, segments, duration_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                        params![
+                            track_id,
+                            r.bitrate_kbps,
+                            format!("tracks/{track_id}/hls/{}", r.playlist),
+                            r.bandwidth as i64,
+                            r.average_bandwidth as i64,
+                            r.codecs,
+                            r.segments,
+                            r.duration_ms as i64,
+                        ],
+                    )?;
+                }
+            }
+            tx.commit()?;
+            Ok::<_, LibraryError>(n == 1)
+        })
+        .await
+        .map_err(failed)?;
+    if !still_there {
+        // Deleted while we packaged: what we uploaded belongs to nobody.
+        remove_tree(s, &prefix).await;
+    }
+    Ok(())
+}
+
+fn hls_failure(e: HlsError) -> JobFailure {
+    match e {
+        HlsError::FfmpegMissing(reason) => JobFailure::Unavailable(reason),
+        HlsError::Cancelled => JobFailure::Interrupted,
+        other => JobFailure::Failed(other.to_string()),
+    }
+}
+
+async fn download(s: &AppState, key: &BlobKey, to: &Path) -> Result<(), JobFailure> {
+    let mut obj = s.store.get(key, None).await.map_err(failed)?;
+    let mut f = tokio::fs::File::create(to).await.map_err(failed)?;
+    while let Some(chunk) = obj.body.next().await {
+        f.write_all(&chunk.map_err(failed)?).await.map_err(failed)?;
+    }
+    f.flush().await.map_err(failed)?;
+    Ok(())
+}
+
+/// Deletes every object under a track's HLS prefix (track deleted).
+pub async fn remove_tree(s: &AppState, prefix: &str) {
+    let listed = match s.store.list(&format!("{prefix}/")).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, prefix, "could not list an HLS tree to remove it");
+            return;
+        }
+    };
+    for obj in listed {
+        if let Err(e) = s.store.delete(&obj.key).await {
+            tracing::warn!(error = %e, key = %obj.key, "could not remove an HLS object");
+        }
+    }
+}
+
+/// A failed attempt that will be retried: the track stays `processing`, and says why.
+pub async fn failed_attempt(s: &AppState, job: &Job, error: &str) {
+    let detail = format!(
+        "HLS packaging attempt {} of {} failed; retrying: {}",
+        job.attempts,
+        job.max_attempts,
+        tail(error)
+    );
+    set_detail(s, job, "processing", detail).await;
+}
+
+/// Out of attempts: the track is `failed` with the error (its original still streams).
+pub async fn gave_up(s: &AppState, job: &Job, error: &str) {
+    let detail = format!("HLS packaging failed: {}", tail(error));
+    set_detail(s, job, "failed", detail).await;
+}
+
+async fn set_detail(s: &AppState, job: &Job, status: &'static str, detail: String) {
+    let Some(track_id) = job.track_id.clone() else {
+        return;
+    };
+    let now = crate::clock::now();
+    let r =
+        s.db.call(move |c| {
+            c.execute(
+                "UPDATE tracks SET status = ?2, status_detail = ?3, updated_at = ?4
+                 WHERE id = ?1 AND status IN ('processing', 'failed')",
+                params![track_id, status, detail, now],
+            )
+            .map_err(LibraryError::from)
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "could not record a packaging failure on its track");
+    }
+}
+
+/// The end of an error message, where ffmpeg says what went wrong.
+fn tail(s: &str) -> &str {
+    const KEEP: usize = 1500;
+    if s.len() <= KEEP {
+        return s;
+    }
+    let mut start = s.len() - KEEP;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
