@@ -3,6 +3,7 @@ mod accounts;
 mod cli;
 mod docs;
 mod helpers;
+mod hls;
 mod http;
 mod library;
 mod schemathesis;
