@@ -1,12 +1,15 @@
 //! `AppState`: the cheap-to-clone bundle every handler receives. No logic here.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::accounts::LoginGuard;
 use crate::config::Config;
 use crate::db::Db;
 use crate::metrics::Metrics;
+use crate::ratelimit::KeyedLimiter;
 use crate::rum::RumGuard;
+use crate::signing::CdnService;
 use crate::storage::BlobStore;
 
 /// Shared handles for handlers.
@@ -24,4 +27,8 @@ pub struct AppState {
     pub rum: Arc<RumGuard>,
     /// Login throttles.
     pub login: Arc<LoginGuard>,
+    /// URL signing (built once at start) for the stream API and `/media/` tokens.
+    pub cdn: Arc<CdnService>,
+    /// Anonymous stream-URL requests per IP (`stream.rate_limit_per_min`).
+    pub stream_limit: Arc<KeyedLimiter<IpAddr>>,
 }
