@@ -8,6 +8,7 @@ use crate::state::AppState;
 
 pub(crate) mod auth;
 pub mod openapi;
+pub(crate) mod stream;
 pub(crate) mod tokens;
 pub(crate) mod tracks;
 pub(crate) mod users;
@@ -21,6 +22,8 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
         .or(tokens::routes(s))
         .unify()
         .or(tracks::routes(s))
+        .unify()
+        .or(stream::routes(s))
         .unify()
         .or(web_vitals::routes(s))
         .unify()

@@ -64,6 +64,7 @@ impl Modify for Security {
         super::tokens::list, super::tokens::create, super::tokens::revoke,
         super::tracks::upload, super::tracks::list, super::tracks::get, super::tracks::patch,
         super::tracks::delete, super::tracks::cover,
+        super::stream::stream,
         super::web_vitals::record,
         openapi_json,
     ),
