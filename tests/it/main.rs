@@ -5,6 +5,7 @@ mod docs;
 mod helpers;
 mod http;
 mod library;
+mod media;
 mod schemathesis;
 mod shutdown;
 mod signing;
