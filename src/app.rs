@@ -12,7 +12,9 @@ use crate::accounts::{self, AccountsError, LoginGuard, store as accounts_store};
 use crate::config::Config;
 use crate::db::{AppliedMigration, Db, DbError};
 use crate::metrics::{Metrics, MetricsError};
+use crate::ratelimit::KeyedLimiter;
 use crate::rum::RumGuard;
+use crate::signing::CdnService;
 use crate::state::AppState;
 use crate::storage::{BlobStore, StoreError};
 use crate::{http, version};
@@ -132,6 +134,19 @@ impl App {
             config.rum.rate_limit_per_min,
         ));
         let login = Arc::new(LoginGuard::new(config.auth.login_attempts_per_min));
+        let cdn = Arc::new(CdnService::new(&config, &metrics));
+        // Built now so a broken provider is in the log before the first player asks; signing
+        // still falls back along the chain.
+        let primary = cdn.chain().first().copied();
+        for (provider, e) in cdn.warm() {
+            if Some(provider) == primary {
+                tracing::warn!(provider = provider.as_str(), error = %e, "signing provider cannot sign; URLs come from the fallbacks");
+            } else {
+                // The default chain lists s3 even where no bucket is configured.
+                tracing::debug!(provider = provider.as_str(), error = %e, "fallback signing provider unavailable");
+            }
+        }
+        let stream_limit = Arc::new(KeyedLimiter::per_minute(config.stream.rate_limit_per_min));
         let state = AppState {
             config: Arc::new(config),
             db,
@@ -140,6 +155,8 @@ impl App {
             rum,
             login,
             jobs,
+            cdn,
+            stream_limit,
         };
         Ok(App {
             state,
@@ -216,6 +233,7 @@ impl App {
                 tick.tick().await;
                 sweep_state.rum.sweep();
                 sweep_state.login.sweep();
+                sweep_state.stream_limit.sweep();
                 let idle = sweep_state.config.auth.session_idle_secs;
                 let now = crate::clock::now();
                 if let Err(e) = sweep_state

@@ -67,6 +67,15 @@ pub enum ApiError {
         /// Why.
         message: String,
     },
+    /// The track was taken down; its URLs and objects are gone for legal reasons.
+    #[error("this track was taken down and is unavailable for legal reasons")]
+    TakenDown,
+    /// A `Range` that selects no byte of the object.
+    #[error("range not satisfiable: the object has {size} bytes")]
+    RangeNotSatisfiable {
+        /// Size of the whole object, for `Content-Range: bytes */{size}`.
+        size: u64,
+    },
     /// Too many requests from this client.
     #[error("too many requests; retry in {retry_after_secs} s")]
     RateLimited {
@@ -99,6 +108,8 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::Denied { .. } => StatusCode::FORBIDDEN,
             Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::TakenDown => StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+            Self::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -119,6 +130,8 @@ impl ApiError {
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::Denied { code, .. } | Self::Conflict { code, .. } => code,
+            Self::TakenDown => "taken_down",
+            Self::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable(_) => "unavailable",
             Self::Internal => "internal",
@@ -174,6 +187,11 @@ impl ApiError {
             ApiError::RateLimited { retry_after_secs } => {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            ApiError::RangeNotSatisfiable { size } => {
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    resp.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
             }
             ApiError::Unauthorized(_) => {
                 resp.headers_mut().insert(
@@ -269,6 +287,14 @@ impl From<crate::jobs::JobError> for ApiError {
                 ApiError::Internal
             }
         }
+    }
+}
+
+impl From<crate::signing::SigningError> for ApiError {
+    fn from(e: crate::signing::SigningError) -> ApiError {
+        // Signing errors never carry key material, but they name configuration: log, don't show.
+        tracing::error!(error = %e, "could not sign a stream URL");
+        ApiError::Unavailable("no signing provider could sign this URL; see the server log".into())
     }
 }
 

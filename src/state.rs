@@ -1,5 +1,6 @@
 //! `AppState`: the cheap-to-clone bundle every handler receives. No logic here.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::accounts::LoginGuard;
@@ -7,7 +8,9 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::jobs::Queue;
 use crate::metrics::Metrics;
+use crate::ratelimit::KeyedLimiter;
 use crate::rum::RumGuard;
+use crate::signing::CdnService;
 use crate::storage::BlobStore;
 
 /// Shared handles for handlers.
@@ -27,4 +30,8 @@ pub struct AppState {
     pub login: Arc<LoginGuard>,
     /// The job queue: wakes workers, knows whether HLS can run.
     pub jobs: Queue,
+    /// URL signing (built once at start) for the stream API and `/media/` tokens.
+    pub cdn: Arc<CdnService>,
+    /// Anonymous stream-URL requests per IP (`stream.rate_limit_per_min`).
+    pub stream_limit: Arc<KeyedLimiter<IpAddr>>,
 }

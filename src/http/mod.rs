@@ -19,6 +19,7 @@ pub(crate) mod api;
 pub(crate) mod auth;
 pub(crate) mod dashboard;
 pub(crate) mod filters;
+pub mod media;
 pub(crate) mod ops;
 
 /// Label for requests that matched no route (never the raw path).
@@ -31,6 +32,8 @@ struct RouteTag(&'static str);
 /// Builds the whole HTTP application.
 pub fn app(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let routes = ops::routes(&state)
+        .or(media::routes(&state))
+        .unify()
         .or(api::routes(&state))
         .unify()
         .or(dashboard::routes())

@@ -139,6 +139,11 @@ impl Signer for BunnySigner {
         CdnProvider::Bunny
     }
 
+    // Only in path form; `CdnService::sign_directory` asks for it explicitly.
+    fn covers_directories(&self) -> bool {
+        true
+    }
+
     fn sign(&self, req: &SignRequest) -> Result<Signed, SigningError> {
         self.sign_parts(req).map(|(s, _)| s)
     }
@@ -236,6 +241,8 @@ pub struct BunnyVerified {
     pub countries_allowed: Vec<String>,
     /// Signed `token_countries_blocked`.
     pub countries_blocked: Vec<String>,
+    /// The signed `token_path` (a directory token), `None` for a token over `path` alone.
+    pub token_path: Option<String>,
 }
 
 impl BunnyVerified {
@@ -363,6 +370,7 @@ pub fn verify(
     Ok(BunnyVerified {
         countries_allowed: list("token_countries"),
         countries_blocked: list("token_countries_blocked"),
+        token_path: tp,
         path,
         expires,
     })

@@ -157,13 +157,21 @@ impl LocalSigner {
         if now > expires {
             return Err(Expired);
         }
-        Ok(LocalVerified { path, expires })
+        Ok(LocalVerified {
+            path,
+            scope: scope_path,
+            expires,
+        })
     }
 }
 
 impl Signer for LocalSigner {
     fn provider(&self) -> CdnProvider {
         CdnProvider::Local
+    }
+
+    fn covers_directories(&self) -> bool {
+        true
     }
 
     fn sign(&self, req: &SignRequest) -> Result<Signed, SigningError> {
@@ -223,6 +231,8 @@ pub enum LocalVerifyError {
 pub struct LocalVerified {
     /// The decoded object path to serve (`/tracks/…`).
     pub path: String,
+    /// What the token covers: `path` itself, or the directory (ending in `/`) it opens.
+    pub scope: String,
     /// Expiry, Unix seconds.
     pub expires: u64,
 }

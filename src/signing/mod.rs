@@ -212,6 +212,12 @@ pub trait Signer: Send + Sync {
     fn provider(&self) -> CdnProvider;
     /// Signs `req`: pure, no I/O.
     fn sign(&self, req: &SignRequest) -> Result<Signed, SigningError>;
+    /// Whether a `token_path` URL opens every file below it even after a player resolves
+    /// relative URIs against it (a path-carried directory token). Query-string schemes sign
+    /// the one file, which breaks an HLS tree.
+    fn covers_directories(&self) -> bool {
+        false
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -353,12 +359,32 @@ impl CdnService {
     /// Signs with the first provider that can; later ones only when earlier ones fail.
     /// A bad request is returned at once: no provider would sign it better.
     pub fn sign(&self, req: &SignRequest) -> Result<SignedUrl, SigningError> {
+        self.sign_chain(req, false)
+    }
+
+    /// Like [`Self::sign`] for a whole directory (an HLS tree): `req.token_path` is required,
+    /// and providers whose URLs cannot cover a directory (S3, CloudFront, nginx, Cloudflare)
+    /// are passed over, so the player never gets a master playlist whose segments 403.
+    pub fn sign_directory(&self, req: &SignRequest) -> Result<SignedUrl, SigningError> {
+        if req.token_path.is_none() {
+            return Err(SigningError::bad("a directory URL needs token_path"));
+        }
+        self.sign_chain(req, true)
+    }
+
+    fn sign_chain(&self, req: &SignRequest, directory: bool) -> Result<SignedUrl, SigningError> {
         // Checked once up front, so a bad request is refused even when the provider that would
         // have noticed it is the broken one.
         req.validate()?;
         let mut failures = Vec::new();
         for (i, slot) in self.chain.iter().enumerate() {
             let outcome = match self.signer(slot) {
+                Ok(signer) if directory && !signer.covers_directories() => {
+                    Err(SigningError::Unsupported {
+                        provider: slot.provider,
+                        what: "its URLs cannot cover a directory (HLS tree)".into(),
+                    })
+                }
                 Ok(signer) => guard(slot.provider, || signer.sign(req)).and_then(|r| r),
                 Err(e) => Err(e.clone()),
             };
@@ -772,6 +798,43 @@ mod tests {
             e.contains("bunny: not configured") && e.contains("nginx: not configured"),
             "{e}"
         );
+    }
+
+    struct Dir(CdnProvider);
+    impl Signer for Dir {
+        fn provider(&self) -> CdnProvider {
+            self.0
+        }
+        fn sign(&self, _: &SignRequest) -> Result<Signed, SigningError> {
+            Ok(Signed {
+                url: "https://dir.example/t/x".into(),
+                expires_at: 7,
+            })
+        }
+        fn covers_directories(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn directory_urls_skip_providers_that_sign_one_file() {
+        let m = Metrics::new("t", "t").unwrap();
+        let s = CdnService::from_signers(
+            true,
+            vec![ok(CdnProvider::S3), Arc::new(Dir(CdnProvider::Local))],
+            &m,
+        );
+        let mut r = SignRequest::new("/t/hls/master.m3u8", 1);
+        assert!(matches!(
+            s.sign_directory(&r),
+            Err(SigningError::BadInput(_))
+        ));
+        r.token_path = Some("/t/hls/".into());
+        let u = s.sign_directory(&r).unwrap();
+        assert_eq!((u.provider, u.fallback), (CdnProvider::Local, true));
+        assert_eq!(count(&m, "s3", "error"), 1);
+        // A plain file URL still goes to the first provider.
+        assert_eq!(s.sign(&r).unwrap().provider, CdnProvider::S3);
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod helpers;
 mod hls;
 mod http;
 mod library;
+mod media;
 mod schemathesis;
 mod shutdown;
 mod signing;

@@ -9,6 +9,7 @@ use crate::state::AppState;
 pub(crate) mod auth;
 pub(crate) mod jobs;
 pub mod openapi;
+pub(crate) mod stream;
 pub(crate) mod tokens;
 pub(crate) mod tracks;
 pub(crate) mod users;
@@ -24,6 +25,8 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
         .or(tracks::routes(s))
         .unify()
         .or(jobs::routes(s))
+        .unify()
+        .or(stream::routes(s))
         .unify()
         .or(web_vitals::routes(s))
         .unify()

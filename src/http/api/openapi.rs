@@ -65,6 +65,7 @@ impl Modify for Security {
         super::tracks::upload, super::tracks::list, super::tracks::get, super::tracks::patch,
         super::tracks::delete, super::tracks::cover,
         super::jobs::list, super::jobs::retry,
+        super::stream::stream,
         super::web_vitals::record,
         openapi_json,
     ),
