@@ -654,3 +654,76 @@ fn kill_9_during_packaging_then_restart_completes_the_job_once() {
         assert!((secs - 300.0).abs() <= 0.5, "{secs}");
     });
 }
+
+#[tokio::test]
+async fn a_player_and_ffprobe_play_a_packaged_track_from_the_urls_veza_hands_out() {
+    let ffprobe = require_tool("ffprobe");
+    let fx = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(|_| {}).await;
+    let (_, ed) = user_with_token(&app, "ed", Role::Editor).await;
+    let t = upload(&app, &ed, &tone(fx.path(), "song.mp3", 30, 320)).await;
+    let id = t["id"].as_str().unwrap();
+    // Before packaging ends, asking for HLS is a clear 409; the original already streams.
+    let early = app
+        .client
+        .get(app.url(&format!("/api/v1/tracks/{id}/stream?format=hls")))
+        .send()
+        .await
+        .unwrap();
+    if early.status() != 200 {
+        crate::helpers::assert_envelope(early, 409, "hls_not_ready").await;
+    }
+    wait_status(&app, &ed, id, "ready", 120).await;
+
+    // Anonymous, as a public player: the default format is HLS once it exists.
+    let s: Value = app
+        .client
+        .get(app.url(&format!("/api/v1/tracks/{id}/stream")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // public_url is the default (port 8080); the test server listens on a free port.
+    let master = s["url"]
+        .as_str()
+        .unwrap()
+        .replacen("http://127.0.0.1:8080", &app.url(""), 1);
+    let master = master.as_str();
+    assert!(
+        master.ends_with(&format!("/tracks/{id}/hls/master.m3u8")),
+        "{s}"
+    );
+    let fetched = crate::media::play(&app.client, master, id).await;
+    // master + 3 media playlists + at least 5 segments each for 30 s at ~6 s.
+    assert!(fetched.len() >= 1 + 3 + 3 * 5, "{fetched:?}");
+
+    // Off the test's runtime thread, which also runs the server ffprobe talks to.
+    let url = master.to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(ffprobe)
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "format=duration:stream=codec_name",
+            ])
+            .args(["-of", "json", "-rw_timeout", "10000000"])
+            .arg(url)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let probed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let duration: f64 = probed["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((duration - 30.0).abs() <= 0.5, "{probed}");
+    assert_eq!(probed["streams"][0]["codec_name"], "aac", "{probed}");
+    app.stop().await;
+}

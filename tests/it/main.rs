@@ -11,3 +11,4 @@ mod schemathesis;
 mod shutdown;
 mod signing;
 mod storage;
+mod takedown;

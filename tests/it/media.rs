@@ -252,7 +252,7 @@ fn playlist_uris(text: &str) -> Vec<String> {
 
 /// Plays an HLS tree as a player does: master → media playlists → init and segments, each URI
 /// resolved against the URL it came from. Checks each object's headers; returns the URLs.
-async fn play(client: &reqwest::Client, master: &str, id: &str) -> Vec<String> {
+pub(crate) async fn play(client: &reqwest::Client, master: &str, id: &str) -> Vec<String> {
     let mut fetched = Vec::new();
     let get = |u: url::Url| {
         let client = client.clone();
@@ -284,7 +284,7 @@ async fn play(client: &reqwest::Client, master: &str, id: &str) -> Vec<String> {
         let text = resp.text().await.unwrap();
         fetched.push(url.to_string());
         let segs = playlist_uris(&text);
-        assert_eq!(segs.len(), 4, "{text}");
+        assert!(!segs.is_empty(), "{text}");
         for s in segs {
             let seg_url = url.join(&s).unwrap();
             let resp = get(seg_url.clone()).await;

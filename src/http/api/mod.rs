@@ -10,6 +10,7 @@ pub(crate) mod auth;
 pub(crate) mod jobs;
 pub mod openapi;
 pub(crate) mod stream;
+pub(crate) mod takedown;
 pub(crate) mod tokens;
 pub(crate) mod tracks;
 pub(crate) mod users;
@@ -27,6 +28,8 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
         .or(jobs::routes(s))
         .unify()
         .or(stream::routes(s))
+        .unify()
+        .or(takedown::routes(s))
         .unify()
         .or(web_vitals::routes(s))
         .unify()

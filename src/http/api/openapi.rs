@@ -66,6 +66,7 @@ impl Modify for Security {
         super::tracks::delete, super::tracks::cover,
         super::jobs::list, super::jobs::retry,
         super::stream::stream,
+        super::takedown::takedown, super::takedown::restore, super::takedown::audit,
         super::web_vitals::record,
         openapi_json,
     ),
