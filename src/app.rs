@@ -147,6 +147,7 @@ impl App {
             }
         }
         let stream_limit = Arc::new(KeyedLimiter::per_minute(config.stream.rate_limit_per_min));
+        let caches = Arc::new(crate::cache::Caches::new(&config.cache, &metrics));
         let state = AppState {
             config: Arc::new(config),
             db,
@@ -157,6 +158,7 @@ impl App {
             jobs,
             cdn,
             stream_limit,
+            caches,
         };
         Ok(App {
             state,
@@ -245,6 +247,7 @@ impl App {
                 }
             }
         });
+        let gauges = crate::metrics::refresh::start(self.state.clone());
         let workers = crate::jobs::worker::start(self.state.clone());
         let server = warp::serve(http::app(self.state))
             .incoming(self.listener)
@@ -262,6 +265,7 @@ impl App {
             () = deadline => tracing::warn!("drain timeout reached; closing remaining connections"),
         }
         sweeper.abort();
+        gauges.abort();
         // After the server: an upload finishing during the drain may still enqueue a job.
         workers.stop().await;
     }

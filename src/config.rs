@@ -71,6 +71,8 @@ pub struct RawConfig {
     pub auth: RawAuth,
     pub jobs: RawJobs,
     pub stream: RawStream,
+    pub cache: RawCache,
+    pub metrics: RawMetrics,
 }
 
 /// `[server]`
@@ -241,6 +243,38 @@ impl Default for RawStream {
     }
 }
 
+/// `[cache]`: in-process caches in front of the database and the blob store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCache {
+    pub metadata_ttl_secs: u64,
+    pub max_entries: u64,
+}
+
+impl Default for RawCache {
+    fn default() -> Self {
+        Self {
+            metadata_ttl_secs: 2,
+            max_entries: 10_000,
+        }
+    }
+}
+
+/// `[metrics]`: gauges refreshed in the background.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    pub store_scan_secs: u64,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        Self {
+            store_scan_secs: 300,
+        }
+    }
+}
+
 /// `[rum]`: the real-user web-vitals beacon.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -263,6 +297,8 @@ impl Default for RawConfig {
             auth: RawAuth::default(),
             jobs: RawJobs::default(),
             stream: RawStream::default(),
+            cache: RawCache::default(),
+            metrics: RawMetrics::default(),
         }
     }
 }
@@ -556,6 +592,10 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// `[stream]`
     pub stream: StreamConfig,
+    /// `[cache]`
+    pub cache: CacheConfig,
+    /// `[metrics]`
+    pub metrics: MetricsConfig,
 }
 
 /// `[server]`, parsed.
@@ -734,6 +774,24 @@ pub struct JobsConfig {
 pub struct StreamConfig {
     /// Anonymous stream-URL requests per client IP per minute.
     pub rate_limit_per_min: u32,
+}
+
+/// `[cache]`, parsed.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// Longest a track's access metadata is reused without reading the database again; only
+    /// changes made by another process (a `veza` CLI command) wait this long, this process's
+    /// own writes invalidate at once. 0 turns the metadata and stream-URL caches off.
+    pub metadata_ttl_secs: u64,
+    /// Entries per cache (0 turns every cache off).
+    pub max_entries: usize,
+}
+
+/// `[metrics]`, parsed.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// How often the blob store is listed for `veza_blob_store_bytes` / `_objects`.
+    pub store_scan_secs: u64,
 }
 
 /// `[auth]`, parsed.
@@ -1193,6 +1251,17 @@ fn validate(fig: &Figment, raw: &RawConfig) -> Result<Config, ConfigError> {
             raw.stream.rate_limit_per_min,
             1..=1_000_000,
         ),
+        (
+            "cache.metadata_ttl_secs",
+            raw.cache.metadata_ttl_secs,
+            0..=3600,
+        ),
+        ("cache.max_entries", raw.cache.max_entries, 0..=10_000_000),
+        (
+            "metrics.store_scan_secs",
+            raw.metrics.store_scan_secs,
+            10..=86_400,
+        ),
     ] {
         if !range.contains(&v) {
             return Err(c.err(
@@ -1323,6 +1392,13 @@ fn validate(fig: &Figment, raw: &RawConfig) -> Result<Config, ConfigError> {
         },
         stream: StreamConfig {
             rate_limit_per_min: raw.stream.rate_limit_per_min as u32,
+        },
+        cache: CacheConfig {
+            metadata_ttl_secs: raw.cache.metadata_ttl_secs,
+            max_entries: raw.cache.max_entries as usize,
+        },
+        metrics: MetricsConfig {
+            store_scan_secs: raw.metrics.store_scan_secs,
         },
         auth: AuthConfig {
             session_idle_secs: raw.auth.session_idle_secs as i64,

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::accounts::LoginGuard;
+use crate::cache::Caches;
 use crate::config::Config;
 use crate::db::Db;
 use crate::jobs::Queue;
@@ -34,4 +35,6 @@ pub struct AppState {
     pub cdn: Arc<CdnService>,
     /// Anonymous stream-URL requests per IP (`stream.rate_limit_per_min`).
     pub stream_limit: Arc<KeyedLimiter<IpAddr>>,
+    /// Track metadata, stream-URL and blob-head caches.
+    pub caches: Arc<Caches>,
 }

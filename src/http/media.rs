@@ -14,22 +14,22 @@
 
 use std::net::IpAddr;
 
-use rusqlite::{Connection, OptionalExtension};
 use warp::filters::BoxedFilter;
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::path::Tail;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
+use crate::cache::OwnerKey;
 use crate::clock::now;
 use crate::error::ApiError;
 use crate::http::filters::{client_ip, with_state};
 use crate::http::route;
-use crate::library::{LibraryError, Status, TrackId, Visibility};
+use crate::library::{Status, TrackAccess, TrackId, Visibility, store};
 use crate::signing::bunny::{self, BunnyVerifyError};
 use crate::signing::local::LocalVerifyError;
 use crate::state::AppState;
-use crate::storage::{BlobKey, ByteRange, StoreError};
+use crate::storage::{BlobKey, ByteRange, ObjectMeta, StoreError};
 
 /// The request header a CDN edge rule adds to origin pulls; its value is
 /// `cdn.bunny.origin_secret`.
@@ -118,12 +118,9 @@ async fn serve(req: &MediaRequest, s: &AppState) -> Result<Response, Failure> {
     let object = Object::parse(&target.path).ok_or((ApiError::NotFound, None))?;
     let access = authenticate(req, s, &target).map_err(|e| (e, None))?;
 
-    let lookup = object.owner.clone();
-    let key = object.key.as_str().to_owned();
-    let owners =
-        s.db.call(move |c| owners(c, &lookup, &key))
-            .await
-            .map_err(|e| (ApiError::from(e), None))?;
+    let owners = store::owners_cached(&s.db, &s.caches, object.owner.clone())
+        .await
+        .map_err(|e| (ApiError::from(e), None))?;
     let tags = cdn_tags(&owners);
     let Some(chosen) = choose(&owners, &access, &object) else {
         return Err((verdict(&owners), tags));
@@ -289,23 +286,12 @@ enum Kind {
     Cover,
 }
 
-/// How the owners are found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum OwnerRef {
-    /// `tracks/{id}/…`
-    Track(String),
-    /// `originals/…`: the SHA-256 in the key is the track's (unique, indexed).
-    Original(String),
-    /// `covers/…`: every track whose `cover_key` it is.
-    Cover,
-}
-
 /// A recognised object path.
 #[derive(Debug, Clone)]
 struct Object {
     key: BlobKey,
     kind: Kind,
-    owner: OwnerRef,
+    owner: OwnerKey,
 }
 
 fn is_sha256(s: &str) -> bool {
@@ -331,12 +317,15 @@ impl Object {
                     .then_some((Kind::Segment, canonical_id(id)?))?
             }
             ["originals", ..] => {
-                let sha = key.content_hash()?.to_owned();
-                (parts.len() == 4).then_some((Kind::Original, OwnerRef::Original(sha)))?
+                let owner = OwnerKey::Original {
+                    sha256: key.content_hash()?.to_owned(),
+                    key: path.to_owned(),
+                };
+                (parts.len() == 4).then_some((Kind::Original, owner))?
             }
             ["covers", ..] => {
                 key.content_hash()?;
-                (parts.len() == 4).then_some((Kind::Cover, OwnerRef::Cover))?
+                (parts.len() == 4).then_some((Kind::Cover, OwnerKey::Cover(path.to_owned())))?
             }
             _ => return None,
         };
@@ -381,60 +370,13 @@ impl Object {
 }
 
 /// Only the canonical (lower-case, hyphenated) id: it is the one in blob keys and CDN tags.
-fn canonical_id(id: &str) -> Option<OwnerRef> {
+fn canonical_id(id: &str) -> Option<OwnerKey> {
     let parsed: TrackId = id.parse().ok()?;
-    (parsed.as_str() == id).then(|| OwnerRef::Track(id.to_owned()))
-}
-
-/// What the gates need to know about an owning track.
-#[derive(Debug, Clone)]
-struct Owner {
-    id: String,
-    visibility: Visibility,
-    status: Status,
-    content_type: String,
-}
-
-// A narrow read of `tracks` (no tags, no metadata): this runs on every origin pull.
-fn owners(c: &Connection, owner: &OwnerRef, key: &str) -> Result<Vec<Owner>, LibraryError> {
-    const COLS: &str = "id, visibility, status, content_type";
-    let row = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Owner> {
-        let vis: String = r.get(1)?;
-        let status: String = r.get(2)?;
-        Ok(Owner {
-            id: r.get(0)?,
-            // An unknown spelling is treated as the most restrictive.
-            visibility: vis.parse().unwrap_or(Visibility::Private),
-            status: status.parse().unwrap_or(Status::TakenDown),
-            content_type: r.get(3)?,
-        })
-    };
-    Ok(match owner {
-        OwnerRef::Track(id) => c
-            .prepare_cached(&format!("SELECT {COLS} FROM tracks WHERE id = ?1"))?
-            .query_row([id], row)
-            .optional()?
-            .into_iter()
-            .collect(),
-        OwnerRef::Original(sha) => c
-            .prepare_cached(&format!(
-                "SELECT {COLS} FROM tracks WHERE sha256 = ?1 AND original_key = ?2"
-            ))?
-            .query_row([sha.as_str(), key], row)
-            .optional()?
-            .into_iter()
-            .collect(),
-        OwnerRef::Cover => c
-            .prepare_cached(&format!(
-                "SELECT {COLS} FROM tracks WHERE cover_key = ?1 ORDER BY id"
-            ))?
-            .query_map([key], row)?
-            .collect::<Result<_, _>>()?,
-    })
+    (parsed.as_str() == id).then(|| OwnerKey::Track(id.to_owned()))
 }
 
 /// `track-{id}` for each owner, comma-separated (Bunny purges by this `CDN-Tag`).
-fn cdn_tags(owners: &[Owner]) -> Option<HeaderValue> {
+fn cdn_tags(owners: &[TrackAccess]) -> Option<HeaderValue> {
     if owners.is_empty() {
         return None;
     }
@@ -446,7 +388,11 @@ fn cdn_tags(owners: &[Owner]) -> Option<HeaderValue> {
 // Gate 3: may one of them be served.
 
 /// The first owner this request may read the object through.
-fn choose<'a>(owners: &'a [Owner], access: &Access, object: &Object) -> Option<&'a Owner> {
+fn choose<'a>(
+    owners: &'a [TrackAccess],
+    access: &Access,
+    object: &Object,
+) -> Option<&'a TrackAccess> {
     owners.iter().find(|o| {
         o.status != Status::TakenDown
             && (o.visibility != Visibility::Private || private_ok(access, object, &o.id))
@@ -461,14 +407,14 @@ fn private_ok(access: &Access, object: &Object, id: &str) -> bool {
         Access::Token { scope } => {
             let path = format!("/{}", object.key.as_str());
             *scope == path
-                || (matches!(object.owner, OwnerRef::Track(_))
+                || (matches!(object.owner, OwnerKey::Track(_))
                     && scope.starts_with(&format!("/tracks/{id}/")))
         }
     }
 }
 
 /// Why no owner may be served: none (404), all taken down (451), else private (403).
-fn verdict(owners: &[Owner]) -> ApiError {
+fn verdict(owners: &[TrackAccess]) -> ApiError {
     if owners.is_empty() {
         ApiError::NotFound
     } else if owners.iter().all(|o| o.status == Status::TakenDown) {
@@ -511,12 +457,7 @@ async fn send(
     let needs_meta = req.head || if_none_match.is_some() || (range.is_some() && if_range.is_some());
     let mut range = range;
     if needs_meta {
-        let meta = s
-            .store
-            .head(&object.key)
-            .await
-            .map_err(store_error)?
-            .ok_or(ApiError::NotFound)?;
+        let meta = head(s, object).await?;
         if let Some(etag) = &meta.etag {
             set_etag(&mut out, etag);
             if if_none_match.is_some_and(|v| none_match_hits(v, etag)) {
@@ -554,6 +495,29 @@ async fn send(
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     Ok(resp)
+}
+
+/// Size and ETag, from the cache for content-addressed objects (their bytes never change, so
+/// an edge's revalidation is answered without a store round trip). Playlists always ask.
+async fn head(s: &AppState, object: &Object) -> Result<ObjectMeta, ApiError> {
+    let immutable = object.kind != Kind::Playlist;
+    let key = object.key.as_str();
+    if immutable && let Some(meta) = s.caches.blob_head.get(&key.to_owned()) {
+        return Ok(meta);
+    }
+    let generation = s.caches.blob_head.generation();
+    let meta = s
+        .store
+        .head(&object.key)
+        .await
+        .map_err(store_error)?
+        .ok_or(ApiError::NotFound)?;
+    if immutable {
+        s.caches
+            .blob_head
+            .insert(key.to_owned(), meta.clone(), generation);
+    }
+    Ok(meta)
 }
 
 fn set_etag(out: &mut Response, etag: &str) {
@@ -647,7 +611,10 @@ mod tests {
             Object::parse(&format!("originals/e3/b0/{SHA}.flac"))
                 .unwrap()
                 .owner,
-            OwnerRef::Original(SHA.into())
+            OwnerKey::Original {
+                sha256: SHA.into(),
+                key: format!("originals/e3/b0/{SHA}.flac")
+            }
         );
         for bad in [
             format!("tracks/{ID}/hls/x.m3u8"),
@@ -720,12 +687,14 @@ mod tests {
         assert!(!strong_match("Wed, 21 Oct 2015 07:28:00 GMT", e));
     }
 
-    fn owner(id: &str, visibility: Visibility, status: Status) -> Owner {
-        Owner {
+    fn owner(id: &str, visibility: Visibility, status: Status) -> TrackAccess {
+        TrackAccess {
             id: id.into(),
             visibility,
             status,
             content_type: String::new(),
+            original_key: String::new(),
+            hls_key: None,
         }
     }
 

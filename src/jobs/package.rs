@@ -176,6 +176,7 @@ async fn package_into(
         })
         .await
         .map_err(failed)?;
+    s.caches.tracks_changed();
     if !still_there {
         // Deleted while we packaged: what we uploaded belongs to nobody.
         remove_tree(s, &prefix).await;
@@ -249,8 +250,9 @@ async fn set_detail(s: &AppState, job: &Job, status: &'static str, detail: Strin
             .map_err(LibraryError::from)
         })
         .await;
-    if let Err(e) = r {
-        tracing::warn!(error = %e, "could not record a packaging failure on its track");
+    match r {
+        Ok(_) => s.caches.tracks_changed(),
+        Err(e) => tracing::warn!(error = %e, "could not record a packaging failure on its track"),
     }
 }
 

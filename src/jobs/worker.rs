@@ -260,8 +260,11 @@ async fn housekeeping(s: AppState, cancel: CancellationToken) {
     }
 }
 
-/// Updates `veza_jobs_queued` and `veza_jobs_dead` from the table.
+/// Updates `veza_jobs_queued`, `veza_jobs_dead` and `veza_hls_available`.
 pub async fn refresh_gauges(s: &AppState) {
+    s.metrics
+        .hls_available
+        .set(i64::from(s.jobs.hls().available));
     match s.db.call(|c| store::backlog(c)).await {
         Ok((queued, dead)) => {
             s.metrics.jobs_queued.set(queued);

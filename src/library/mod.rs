@@ -12,6 +12,24 @@ pub mod ingest;
 pub mod probe;
 pub mod store;
 
+/// What serving and signing need to know about a track: a narrow read of `tracks` (no tags,
+/// no metadata) made on every origin pull and stream-URL request, so it is cached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackAccess {
+    /// Canonical track id.
+    pub id: String,
+    /// Who may stream it.
+    pub visibility: Visibility,
+    /// Lifecycle state.
+    pub status: Status,
+    /// MIME type of the original.
+    pub content_type: String,
+    /// Blob key of the original.
+    pub original_key: String,
+    /// Blob key of the HLS master playlist, once packaged.
+    pub hls_key: Option<String>,
+}
+
 /// Why a library operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LibraryError {

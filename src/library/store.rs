@@ -6,7 +6,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params, params_from_iter};
 
-use super::{LibraryError, Status, Track, TrackId, Visibility};
+use super::{LibraryError, Status, Track, TrackAccess, TrackId, Visibility};
+use crate::cache::{Caches, OwnerKey};
+use crate::db::Db;
 
 const COLS: &str = "id, title, artist, album, track_number, duration_ms, codec, bitrate_kbps, \
     sample_rate, channels, size_bytes, sha256, content_type, cover_key, visibility, status, \
@@ -395,6 +397,65 @@ pub fn delete(c: &mut Connection, id: &TrackId) -> Result<Vec<String>, LibraryEr
     }
     tx.commit()?;
     Ok(unreferenced)
+}
+
+/// The tracks owning an object (one, or several sharing a cover), ordered by id.
+pub fn owners(c: &Connection, owner: &OwnerKey) -> Result<Vec<TrackAccess>, LibraryError> {
+    const COLS: &str = "id, visibility, status, content_type, original_key, hls_key";
+    let row = |r: &Row<'_>| -> rusqlite::Result<TrackAccess> {
+        let vis: String = r.get(1)?;
+        let status: String = r.get(2)?;
+        Ok(TrackAccess {
+            id: r.get(0)?,
+            // An unknown spelling is treated as the most restrictive.
+            visibility: vis.parse().unwrap_or(Visibility::Private),
+            status: status.parse().unwrap_or(Status::TakenDown),
+            content_type: r.get(3)?,
+            original_key: r.get(4)?,
+            hls_key: r.get(5)?,
+        })
+    };
+    Ok(match owner {
+        OwnerKey::Track(id) => c
+            .prepare_cached(&format!("SELECT {COLS} FROM tracks WHERE id = ?1"))?
+            .query_row([id], row)
+            .optional()?
+            .into_iter()
+            .collect(),
+        OwnerKey::Original { sha256, key } => c
+            .prepare_cached(&format!(
+                "SELECT {COLS} FROM tracks WHERE sha256 = ?1 AND original_key = ?2"
+            ))?
+            .query_row([sha256.as_str(), key.as_str()], row)
+            .optional()?
+            .into_iter()
+            .collect(),
+        OwnerKey::Cover(key) => c
+            .prepare_cached(&format!(
+                "SELECT {COLS} FROM tracks WHERE cover_key = ?1 ORDER BY id"
+            ))?
+            .query_map([key], row)?
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// [`owners`] through the metadata cache. "No owner" is never cached: a track imported by
+/// another process must not stay invisible.
+pub async fn owners_cached(
+    db: &Db,
+    caches: &Caches,
+    owner: OwnerKey,
+) -> Result<std::sync::Arc<[TrackAccess]>, LibraryError> {
+    if let Some(found) = caches.metadata.get(&owner) {
+        return Ok(found);
+    }
+    let generation = caches.metadata.generation();
+    let key = owner.clone();
+    let found: std::sync::Arc<[TrackAccess]> = db.call(move |c| owners(c, &key)).await?.into();
+    if !found.is_empty() {
+        caches.metadata.insert(owner, found.clone(), generation);
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

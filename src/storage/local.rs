@@ -9,13 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use prometheus::IntCounterVec;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 use super::{
-    BlobKey, ByteRange, ByteStream, GetObject, Meter, ObjectMeta, StoreError, Stored, TEMP_PREFIX,
-    next_chunk, temp_name,
+    BlobKey, ByteRange, ByteStream, GetObject, Meter, ObjectMeta, StoreError, StoreMetrics, Stored,
+    TEMP_PREFIX, next_chunk, temp_name,
 };
 
 /// Read size for object bodies: large enough for few syscalls, small enough per connection.
@@ -25,7 +24,7 @@ const READ_CHUNK: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct LocalStore {
     root: Arc<PathBuf>,
-    counter: Option<IntCounterVec>,
+    metrics: Option<StoreMetrics>,
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
@@ -102,17 +101,17 @@ impl LocalStore {
             .map_err(io_err("create", &tmp))?;
         Ok(LocalStore {
             root: Arc::new(root.to_owned()),
-            counter: None,
+            metrics: None,
         })
     }
 
-    pub(crate) fn with_counter(mut self, counter: IntCounterVec) -> Self {
-        self.counter = Some(counter);
+    pub(crate) fn with_metrics(mut self, metrics: StoreMetrics) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
-    pub(crate) fn counter(&self) -> Option<&IntCounterVec> {
-        self.counter.as_ref()
+    pub(crate) fn metrics(&self) -> Option<&StoreMetrics> {
+        self.metrics.as_ref()
     }
 
     /// Root directory.

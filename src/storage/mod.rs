@@ -12,11 +12,11 @@ pub mod local;
 pub mod s3;
 
 use std::pin::Pin;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
-use prometheus::IntCounterVec;
+use prometheus::{HistogramVec, IntCounterVec};
 use sha2::{Digest, Sha256};
 
 use crate::config::{StorageBackend, StorageConfig};
@@ -212,18 +212,22 @@ impl BlobStore {
         })
     }
 
-    /// Counts every operation in `veza_storage_operations_total` of `metrics` from now on.
+    /// Counts and times every operation in `veza_storage_operations_total` and
+    /// `veza_storage_operation_duration_seconds` of `metrics` from now on.
     pub fn with_metrics(self, metrics: &Metrics) -> BlobStore {
-        let counter = metrics.storage_operations.clone();
+        let m = StoreMetrics {
+            ops: metrics.storage_operations.clone(),
+            duration: metrics.storage_duration.clone(),
+        };
         // Zero series up front, so alert rules see them before the first failure.
         for op in OPERATIONS {
             for outcome in ["ok", "error"] {
-                counter.with_label_values(&[self.backend(), op, outcome]);
+                m.ops.with_label_values(&[self.backend(), op, outcome]);
             }
         }
         match self {
-            BlobStore::Local(s) => BlobStore::Local(s.with_counter(counter)),
-            BlobStore::S3(s) => BlobStore::S3(s.with_counter(counter)),
+            BlobStore::Local(s) => BlobStore::Local(s.with_metrics(m)),
+            BlobStore::S3(s) => BlobStore::S3(s.with_metrics(m)),
         }
     }
 
@@ -235,15 +239,20 @@ impl BlobStore {
         }
     }
 
-    fn counter(&self) -> Option<&IntCounterVec> {
+    fn metrics(&self) -> Option<&StoreMetrics> {
         match self {
-            BlobStore::Local(s) => s.counter(),
-            BlobStore::S3(s) => s.counter(),
+            BlobStore::Local(s) => s.metrics(),
+            BlobStore::S3(s) => s.metrics(),
         }
     }
 
-    fn count<T>(&self, op: &str, r: Result<T, StoreError>) -> Result<T, StoreError> {
-        count(self.counter(), self.backend(), op, &r);
+    fn count<T>(
+        &self,
+        op: &str,
+        started: Instant,
+        r: Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        count(self.metrics(), self.backend(), op, started, &r);
         r
     }
 
@@ -255,11 +264,12 @@ impl BlobStore {
         body: ByteStream,
         max_bytes: u64,
     ) -> Result<Stored, StoreError> {
+        let started = Instant::now();
         let r = match self {
             BlobStore::Local(s) => s.put(key, body, max_bytes).await,
             BlobStore::S3(s) => s.put(key, body, max_bytes).await,
         };
-        self.count("put", r)
+        self.count("put", started, r)
     }
 
     /// Streams `body` to a temp object while hashing it, then moves it to
@@ -274,11 +284,12 @@ impl BlobStore {
     ) -> Result<Stored, StoreError> {
         let prefix = prefix.trim_end_matches('/');
         BlobKey::parse(prefix)?;
+        let started = Instant::now();
         let r = match self {
             BlobStore::Local(s) => s.put_content_addressed(prefix, ext, body, max_bytes).await,
             BlobStore::S3(s) => s.put_content_addressed(prefix, ext, body, max_bytes).await,
         };
-        self.count("put", r)
+        self.count("put", started, r)
     }
 
     /// Reads an object, or the part `range` selects.
@@ -287,40 +298,44 @@ impl BlobStore {
         key: &BlobKey,
         range: Option<ByteRange>,
     ) -> Result<GetObject, StoreError> {
+        let started = Instant::now();
         let r = match self {
             BlobStore::Local(s) => s.get(key, range).await,
             BlobStore::S3(s) => s.get(key, range).await,
         };
-        self.count("get", r)
+        self.count("get", started, r)
     }
 
     /// Size and validator of an object, `None` when there is none.
     pub async fn head(&self, key: &BlobKey) -> Result<Option<ObjectMeta>, StoreError> {
+        let started = Instant::now();
         let r = match self {
             BlobStore::Local(s) => s.head(key).await,
             BlobStore::S3(s) => s.head(key).await,
         };
-        self.count("head", r)
+        self.count("head", started, r)
     }
 
     /// Removes an object; a missing one is fine.
     pub async fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
+        let started = Instant::now();
         let r = match self {
             BlobStore::Local(s) => s.delete(key).await,
             BlobStore::S3(s) => s.delete(key).await,
         };
-        self.count("delete", r)
+        self.count("delete", started, r)
     }
 
     /// Every object whose key starts with `prefix` (a plain string prefix, as in S3; `""` for
     /// all), sorted by key. Temp objects are never listed.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
         key::check_prefix(prefix)?;
+        let started = Instant::now();
         let r = match self {
             BlobStore::Local(s) => s.list(prefix).await,
             BlobStore::S3(s) => s.list(prefix).await,
         };
-        self.count("list", r)
+        self.count("list", started, r)
     }
 
     /// Proves the store takes writes: writes, reads back and removes a small temp object.
@@ -346,13 +361,29 @@ impl BlobStore {
     }
 }
 
-fn count<T>(counter: Option<&IntCounterVec>, backend: &str, op: &str, r: &Result<T, StoreError>) {
-    if let Some(c) = counter {
+/// The storage series of the app's registry, shared by every clone of a store.
+#[derive(Clone)]
+pub(crate) struct StoreMetrics {
+    ops: IntCounterVec,
+    duration: HistogramVec,
+}
+
+fn count<T>(
+    m: Option<&StoreMetrics>,
+    backend: &str,
+    op: &str,
+    started: Instant,
+    r: &Result<T, StoreError>,
+) {
+    if let Some(m) = m {
         let outcome = match r {
             Err(e) if e.is_backend_failure() => "error",
             _ => "ok",
         };
-        c.with_label_values(&[backend, op, outcome]).inc();
+        m.ops.with_label_values(&[backend, op, outcome]).inc();
+        m.duration
+            .with_label_values(&[backend, op])
+            .observe(started.elapsed().as_secs_f64());
     }
 }
 

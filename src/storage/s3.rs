@@ -24,11 +24,10 @@ use object_store::{
     BackoffConfig, ClientOptions, GetOptions, GetRange, MultipartUpload, ObjectStore,
     ObjectStoreExt, PutPayload, RetryConfig, UploadPart,
 };
-use prometheus::IntCounterVec;
 
 use super::{
-    BlobKey, ByteRange, ByteStream, GetObject, Meter, ObjectMeta, StoreError, Stored, TEMP_PREFIX,
-    count, next_chunk, temp_name,
+    BlobKey, ByteRange, ByteStream, GetObject, Meter, ObjectMeta, StoreError, StoreMetrics, Stored,
+    TEMP_PREFIX, count, next_chunk, temp_name,
 };
 use crate::config::S3Config;
 
@@ -45,7 +44,7 @@ const PARTS_IN_FLIGHT: usize = 2;
 pub struct S3Store {
     client: Arc<AmazonS3>,
     bucket: Arc<str>,
-    counter: Option<IntCounterVec>,
+    metrics: Option<StoreMetrics>,
 }
 
 fn os_path(key: &BlobKey) -> Result<OsPath, StoreError> {
@@ -105,17 +104,17 @@ impl S3Store {
         Ok(S3Store {
             client: Arc::new(client),
             bucket: cfg.bucket.as_str().into(),
-            counter: None,
+            metrics: None,
         })
     }
 
-    pub(crate) fn with_counter(mut self, counter: IntCounterVec) -> Self {
-        self.counter = Some(counter);
+    pub(crate) fn with_metrics(mut self, metrics: StoreMetrics) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
-    pub(crate) fn counter(&self) -> Option<&IntCounterVec> {
-        self.counter.as_ref()
+    pub(crate) fn metrics(&self) -> Option<&StoreMetrics> {
+        self.metrics.as_ref()
     }
 
     /// The bucket name.
@@ -241,12 +240,13 @@ impl S3Store {
         let key = BlobKey::content_addressed(prefix, &sha256, ext);
         let existed = self.head(&key).await?.is_some();
         if !existed {
+            let started = std::time::Instant::now();
             let r = self
                 .client
                 .copy(&temp, &os_path(&key)?)
                 .await
                 .map_err(|e| s3_error("copy", e));
-            count(self.counter(), "s3", "copy", &r);
+            count(self.metrics(), "s3", "copy", started, &r);
             r?;
         }
         guard.delete_now().await;

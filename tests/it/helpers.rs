@@ -206,3 +206,28 @@ pub fn serve_binary(home: &Path, args: &[&str]) -> (std::process::Child, String)
     std::thread::spawn(move || for _ in lines {});
     (child, addr)
 }
+
+/// Runs `promtool check metrics` on a scrape; panics with promtool's words if it objects.
+pub fn promtool_check_metrics(text: &str) {
+    use std::io::Write;
+    let mut child = Command::new(require_tool("promtool"))
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}

@@ -16,7 +16,7 @@ use crate::helpers::{
 };
 
 /// A `secs`-long stereo tone MP3 at `kbps`, in `dir`.
-fn tone(dir: &Path, name: &str, secs: u32, kbps: u32) -> PathBuf {
+pub(crate) fn tone(dir: &Path, name: &str, secs: u32, kbps: u32) -> PathBuf {
     require_tool("ffmpeg");
     let out = Command::new("ffmpeg")
         .current_dir(dir)
@@ -40,7 +40,7 @@ fn tone(dir: &Path, name: &str, secs: u32, kbps: u32) -> PathBuf {
     dir.join(name)
 }
 
-async fn upload(app: &TestApp, token: &str, file: &Path) -> Value {
+pub(crate) async fn upload(app: &TestApp, token: &str, file: &Path) -> Value {
     let form = reqwest::multipart::Form::new().part(
         "file",
         reqwest::multipart::Part::bytes(std::fs::read(file).unwrap())
@@ -59,7 +59,13 @@ async fn upload(app: &TestApp, token: &str, file: &Path) -> Value {
 }
 
 /// Polls the track until its status is `want` (panics after `secs`).
-async fn wait_status(app: &TestApp, token: &str, id: &str, want: &str, secs: u64) -> Value {
+pub(crate) async fn wait_status(
+    app: &TestApp,
+    token: &str,
+    id: &str,
+    want: &str,
+    secs: u64,
+) -> Value {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let t = app

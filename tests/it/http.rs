@@ -1,9 +1,7 @@
 //! The HTTP surface of the foundation: health, readiness, metrics, envelopes, request ids,
 //! and the web-vitals beacon.
 
-use std::process::Command;
-
-use crate::helpers::{assert_envelope, require_tool, spawn_app, spawn_app_with};
+use crate::helpers::{assert_envelope, promtool_check_metrics, spawn_app, spawn_app_with};
 
 const BEACON: &str = "/api/v1/observability/web-vitals";
 
@@ -267,28 +265,7 @@ async fn metrics_label_routes_by_template_and_pass_promtool() {
     assert!(text.contains("veza_http_request_duration_seconds_bucket"));
     assert!(text.contains("veza_process_resident_memory_bytes"));
 
-    let promtool = require_tool("promtool");
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_check_metrics(&text);
     app.stop().await;
 }
 

@@ -7,6 +7,7 @@ mod hls;
 mod http;
 mod library;
 mod media;
+mod observability;
 mod schemathesis;
 mod shutdown;
 mod signing;

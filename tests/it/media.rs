@@ -27,6 +27,9 @@ const SECRET: &str = "edge-secret-0123456789abcdefghij";
 
 fn config(c: &mut Config) {
     c.server.public_url = url::Url::parse(PUBLIC).unwrap();
+    // These tests lay out HLS trees themselves (`fake_hls`); a real packaging job racing them
+    // would replace the tree. Real packaging is played in hls.rs.
+    c.hls.enabled = false;
     c.cdn.bunny.origin_secret = veza::config::Secret::new(SECRET);
 }
 
@@ -126,6 +129,8 @@ async fn sql(app: &TestApp, statement: &str, params: Vec<String>) {
         })
         .await
         .unwrap();
+    // A write behind the API's back: do what every API write does after its commit.
+    app.state.caches.tracks_changed();
 }
 
 /// Deterministic filler bytes.

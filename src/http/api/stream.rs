@@ -11,6 +11,7 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
+use crate::cache::{OwnerKey, StreamKey, mostly_fresh};
 use crate::clock::now;
 use crate::config::CdnProvider;
 use crate::error::ApiError;
@@ -128,12 +129,12 @@ async fn stream(
         Some(other) => return Err(bad_query(format!("redirect: {other:?} is not 1 or 0"))),
     };
 
-    let t =
-        s.db.call(move |c| store::get(c, &id))
-            .await
-            .map_err(ApiError::from)?;
+    let owners = store::owners_cached(&s.db, &s.caches, OwnerKey::Track(id.as_str().to_owned()))
+        .await
+        .map_err(ApiError::from)?;
     // Private tracks do not exist for anonymous callers, as in GET /api/v1/tracks/{id}.
-    let t = t
+    let t = owners
+        .first()
         .filter(|t| who.is_some() || t.visibility != Visibility::Private)
         .ok_or_else(|| warp::reject::custom(ApiError::NotFound))?;
     if t.status == Status::TakenDown {
@@ -151,25 +152,50 @@ async fn stream(
     };
 
     let cfg = &s.config.cdn;
-    let mut req = SignRequest::new(String::new(), u64::try_from(now()).unwrap_or_default());
+    let issued_at = u64::try_from(now()).unwrap_or_default();
+    let mut req = SignRequest::new(String::new(), issued_at);
     // Binding is a Bunny zone setting; the local fallback then binds the same viewer.
     if s.cdn.is_enabled() && cfg.provider == CdnProvider::Bunny && cfg.bunny.ip_binding {
         req.ip = Some(ip);
     }
-    let signed = match hls {
-        Some(master) => {
-            req.path = format!("/{master}");
-            // The folder of the master playlist: every media playlist and segment is below it.
-            req.token_path = Some(req.path[..=req.path.rfind('/').unwrap_or(0)].to_owned());
-            req.path_form = Some(true);
-            s.cdn.sign_directory(&req)
-        }
+    // The same URL for every viewer of a track while it is young: fewer signatures, and
+    // browsers and edges see one URL instead of one per request.
+    let cache_key = StreamKey {
+        track: t.id.clone(),
+        hls: hls.is_some(),
+        ip: req.ip,
+    };
+    let cached = s.caches.stream_url.get_if(&cache_key, |(u, signed_at)| {
+        mostly_fresh(*signed_at, u.expires_at, issued_at)
+    });
+    let signed = match cached {
+        Some((u, _)) => u,
         None => {
-            req.path = format!("/{}", t.original_key);
-            s.cdn.sign(&req)
+            let generation = s.caches.stream_url.generation();
+            let signed = match hls {
+                Some(master) => {
+                    req.path = format!("/{master}");
+                    // The folder of the master playlist: every media playlist and segment is
+                    // below it.
+                    req.token_path = Some(req.path[..=req.path.rfind('/').unwrap_or(0)].to_owned());
+                    req.path_form = Some(true);
+                    s.cdn.sign_directory(&req)
+                }
+                None => {
+                    req.path = format!("/{}", t.original_key);
+                    s.cdn.sign(&req)
+                }
+            }
+            .map_err(ApiError::from)?;
+            // A fallback URL is not kept: the primary provider may be back for the next viewer.
+            if !signed.fallback {
+                s.caches
+                    .stream_url
+                    .insert(cache_key, (signed.clone(), issued_at), generation);
+            }
+            signed
         }
-    }
-    .map_err(ApiError::from)?;
+    };
 
     let no_store = HeaderValue::from_static("private, no-store");
     if redirect {

@@ -147,7 +147,7 @@ async fn takedown(
     let max_attempts = s.config.jobs.max_attempts;
     let actor = who.clone();
     let tid = id.clone();
-    let (track, job) =
+    let outcome =
         s.db.call(move |c| {
             let tx = c.transaction()?;
             let t = store::get(&tx, &tid)?.ok_or(LibraryError::NotFound)?;
@@ -176,14 +176,15 @@ async fn takedown(
             let t = store::get(c, &tid)?.ok_or(LibraryError::NotFound)?;
             Ok::<_, LibraryError>(Some((t, job)))
         })
-        .await
-        .map_err(ApiError::from)?
-        .ok_or_else(|| {
-            warp::reject::custom(ApiError::Conflict {
-                code: "already_taken_down",
-                message: "the track is already taken down".into(),
-            })
-        })?;
+        .await;
+    // At once: no cached fact may serve or sign the track after this point.
+    s.caches.tracks_changed();
+    let (track, job) = outcome.map_err(ApiError::from)?.ok_or_else(|| {
+        warp::reject::custom(ApiError::Conflict {
+            code: "already_taken_down",
+            message: "the track is already taken down".into(),
+        })
+    })?;
     if job.is_some() {
         s.jobs.notify();
     }
@@ -216,7 +217,7 @@ async fn restore(
     let now = crate::clock::now();
     let package = s.config.hls.enabled.then_some(s.config.jobs.max_attempts);
     let tid = id.clone();
-    let track =
+    let outcome =
         s.db.call(move |c| {
             let tx = c.transaction()?;
             let t = store::get(&tx, &tid)?.ok_or(LibraryError::NotFound)?;
@@ -244,14 +245,14 @@ async fn restore(
             tx.commit()?;
             Ok::<_, LibraryError>(Some(store::get(c, &tid)?.ok_or(LibraryError::NotFound)?))
         })
-        .await
-        .map_err(ApiError::from)?
-        .ok_or_else(|| {
-            warp::reject::custom(ApiError::Conflict {
-                code: "not_taken_down",
-                message: "the track is not taken down".into(),
-            })
-        })?;
+        .await;
+    s.caches.tracks_changed();
+    let track = outcome.map_err(ApiError::from)?.ok_or_else(|| {
+        warp::reject::custom(ApiError::Conflict {
+            code: "not_taken_down",
+            message: "the track is not taken down".into(),
+        })
+    })?;
     s.jobs.notify();
     tracing::info!(track_id = %id, "track restored");
     Ok(warp::reply::json(&track).into_response())

@@ -438,6 +438,7 @@ async fn patch(
         s.db.call(move |c| store::update(c, &id, &change, now()))
             .await
             .map_err(ApiError::from)?;
+    s.caches.tracks_changed();
     tracing::info!(track_id = %t.id, by = %who.user.id, "track edited");
     Ok(warp::reply::json(&t).into_response())
 }
@@ -453,6 +454,7 @@ async fn delete(id: TrackId, who: Principal, s: AppState) -> Result<Response, Re
         s.db.call(move |c| store::delete(c, &tid))
             .await
             .map_err(ApiError::from)?;
+    s.caches.tracks_changed();
     for key in keys {
         // The row is gone; a blob that fails to delete is an orphan, never a dangling row.
         match BlobKey::parse(&key) {

@@ -2,9 +2,11 @@
 //! process (tests) never collide. Every label is a bounded set; never a raw path or an id.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
+
+pub mod refresh;
 
 /// HTTP status classes used as a label.
 pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -50,7 +52,31 @@ pub struct Metrics {
     pub jobs_queued: IntGauge,
     /// `veza_jobs_dead`: jobs out of attempts, waiting for a manual retry.
     pub jobs_dead: IntGauge,
+    /// `veza_storage_operation_duration_seconds{backend,operation}`
+    pub storage_duration: HistogramVec,
+    /// `veza_cache_hits_total{subsystem}`; subsystem is one of `cache::Subsystem`.
+    pub cache_hits: IntCounterVec,
+    /// `veza_cache_misses_total{subsystem}`
+    pub cache_misses: IntCounterVec,
+    /// `veza_blob_store_bytes{area}`, from the periodic store scan.
+    pub blob_bytes: IntGaugeVec,
+    /// `veza_blob_store_objects{area}`, from the periodic store scan.
+    pub blob_objects: IntGaugeVec,
+    /// `veza_blob_store_scan_timestamp_seconds`: when the last scan completed.
+    pub blob_scan_timestamp: Gauge,
+    /// `veza_hls_available`: 1 when HLS packaging can run.
+    pub hls_available: IntGauge,
+    /// `veza_tracks{status}`
+    pub tracks: IntGaugeVec,
+    /// `veza_db_size_bytes`: the database file and its WAL.
+    pub db_size_bytes: IntGauge,
 }
+
+/// Areas of the blob store: the `area` label of `veza_blob_store_*`.
+pub const BLOB_AREAS: [&str; 4] = ["originals", "covers", "hls", "other"];
+
+/// Track statuses: the `status` label of `veza_tracks`.
+pub const TRACK_STATUSES: [&str; 4] = ["processing", "ready", "failed", "taken_down"];
 
 /// Outcomes of `veza_jobs_total`.
 pub const JOB_OUTCOMES: [&str; 4] = ["succeeded", "failed", "dead", "requeued"];
@@ -167,6 +193,83 @@ impl Metrics {
         )?;
         registry.register(Box::new(jobs_dead.clone()))?;
 
+        let storage_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "storage_operation_duration_seconds",
+                "Time a blob store call took (for get: until the body starts), by backend and operation",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ]),
+            &["backend", "operation"],
+        )?;
+        registry.register(Box::new(storage_duration.clone()))?;
+
+        let cache_hits = IntCounterVec::new(
+            Opts::new(
+                "cache_hits_total",
+                "Lookups answered from an in-process cache, by subsystem (stream_url, metadata, blob_head)",
+            ),
+            &["subsystem"],
+        )?;
+        registry.register(Box::new(cache_hits.clone()))?;
+        let cache_misses = IntCounterVec::new(
+            Opts::new(
+                "cache_misses_total",
+                "Lookups an in-process cache could not answer, by subsystem",
+            ),
+            &["subsystem"],
+        )?;
+        registry.register(Box::new(cache_misses.clone()))?;
+        for sub in crate::cache::Subsystem::ALL {
+            cache_hits.with_label_values(&[sub.as_str()]);
+            cache_misses.with_label_values(&[sub.as_str()]);
+        }
+
+        let blob_bytes = IntGaugeVec::new(
+            Opts::new(
+                "blob_store_bytes",
+                "Bytes in the blob store by area (originals, covers, hls, other), from the last periodic scan",
+            ),
+            &["area"],
+        )?;
+        registry.register(Box::new(blob_bytes.clone()))?;
+        let blob_objects = IntGaugeVec::new(
+            Opts::new(
+                "blob_store_objects",
+                "Objects in the blob store by area, from the last periodic scan",
+            ),
+            &["area"],
+        )?;
+        registry.register(Box::new(blob_objects.clone()))?;
+        let blob_scan_timestamp = Gauge::new(
+            "blob_store_scan_timestamp_seconds",
+            "Unix time the last blob store scan completed (0 before the first)",
+        )?;
+        registry.register(Box::new(blob_scan_timestamp.clone()))?;
+        let hls_available = IntGauge::new(
+            "hls_available",
+            "1 when HLS packaging can run (enabled and ffmpeg found), else 0",
+        )?;
+        registry.register(Box::new(hls_available.clone()))?;
+        let tracks = IntGaugeVec::new(
+            Opts::new(
+                "tracks",
+                "Tracks by status (processing, ready, failed, taken_down)",
+            ),
+            &["status"],
+        )?;
+        registry.register(Box::new(tracks.clone()))?;
+        for status in TRACK_STATUSES {
+            tracks.with_label_values(&[status]);
+        }
+        let db_size_bytes = IntGauge::new(
+            "db_size_bytes",
+            "Size of the SQLite database file plus its write-ahead log",
+        )?;
+        registry.register(Box::new(db_size_bytes.clone()))?;
+
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -185,6 +288,15 @@ impl Metrics {
             job_duration,
             jobs_queued,
             jobs_dead,
+            storage_duration,
+            cache_hits,
+            cache_misses,
+            blob_bytes,
+            blob_objects,
+            blob_scan_timestamp,
+            hls_available,
+            tracks,
+            db_size_bytes,
         })
     }
 
