@@ -4,7 +4,8 @@
 #   segment   GET of one HLS media segment through a signed /media/ URL (veza) or its plain
 #             path under the blob root (nginx);
 #   original  GET of the whole original (an MP3 of ~7 MB), same two ways;
-#   issuance  GET /api/v1/tracks/{id}/stream with an API token (veza only; nothing to compare).
+#   issuance  GET /api/v1/tracks/{id}/stream, anonymous (per-IP limit lifted) and with an API
+#             token (one token lookup in SQLite per request), veza only: nothing to compare.
 # Both servers get one worker-equivalent (nginx worker_processes 1; veza as built, its tokio
 # runtime on this machine's cores) and the same wrk settings. Figures are req/s and MB/s, and the
 # veza/nginx ratio. Usage: cargo build --release --locked && benches/origin.sh [SECONDS]
@@ -35,10 +36,12 @@ export VEZA_DATA_DIR="$tmp/data" VEZA_LOG__LEVEL=warn
 vport=$(free_port)
 "$VEZA" admin create --username bench --password-stdin <<<"bench-password-123" >/dev/null
 token=$("$VEZA" token create --username bench --name bench | grep -o 'vz_[A-Za-z0-9_-]*' | head -1)
+# The anonymous per-IP limit would turn a one-machine load test into 429s.
 VEZA_SERVER__LISTEN="127.0.0.1:$vport" VEZA_SERVER__PUBLIC_URL="http://127.0.0.1:$vport" \
-  "$VEZA" serve 2>"$tmp/veza.err" &
+  VEZA_STREAM__RATE_LIMIT_PER_MIN=1000000 "$VEZA" serve 2>"$tmp/veza.err" &
 pids+=($!)
 for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$vport/healthz" >/dev/null && break; sleep 0.05; done
+curl -sf "http://127.0.0.1:$vport/healthz" >/dev/null || { echo "veza did not start:" >&2; cat "$tmp/veza.err" >&2; exit 1; }
 
 ffmpeg -nostdin -v error -f lavfi -i "sine=frequency=440:duration=180" \
   -f lavfi -i "anoisesrc=d=180:c=pink:a=0.2:seed=7" \
@@ -66,8 +69,10 @@ root="$tmp/data/blobs"
 
 # --- nginx over the same files ------------------------------------------------------------
 nport=$(free_port); mkdir -p "$tmp/nginx/logs"
+# As root, nginx's worker would drop to nobody, who cannot read veza's private data dir.
+user=""; [ "$(id -u)" -eq 0 ] && user="user root root;"
 cat > "$tmp/nginx/nginx.conf" <<CONF
-daemon off; worker_processes 1; pid $tmp/nginx/nginx.pid; error_log $tmp/nginx/logs/error.log;
+$user daemon off; worker_processes 1; pid $tmp/nginx/nginx.pid; error_log $tmp/nginx/logs/error.log;
 events { worker_connections 1024; }
 http {
   access_log off; sendfile on; tcp_nopush on; keepalive_requests 100000;
@@ -99,7 +104,8 @@ run nginx_segment "http://127.0.0.1:$nport/$seg_key"
 run veza_segment "$seg_url"
 run nginx_original "http://127.0.0.1:$nport/$orig_key"
 run veza_original "$orig_url"
-run veza_issuance "$api" "Authorization: Bearer $token"
+run veza_issue_anon "$api"
+run veza_issue_token "$api" "Authorization: Bearer $token"
 echo "ratio veza/nginx: segment $(ratio veza_segment nginx_segment 1)x req/s, original $(ratio veza_original nginx_original 2)x MB/s"
 hits=$(curl -sf "http://127.0.0.1:$vport/metrics" | grep '^veza_cache_hits_total' | tr '\n' ' ')
 echo "==> $hits"

@@ -119,12 +119,10 @@ impl App {
                 "HLS packaging is unavailable; originals stream, tracks wait in processing until ffmpeg is found"
             );
         }
-        let listener = TcpListener::bind(config.server.listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.server.listen,
-                source,
-            })?;
+        let listener = bind(config.server.listen).map_err(|source| StartError::Bind {
+            addr: config.server.listen,
+            source,
+        })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.server.listen,
             source,
@@ -269,6 +267,21 @@ impl App {
         // After the server: an upload finishing during the drain may still enqueue a job.
         workers.stop().await;
     }
+}
+
+/// The listening socket, with `TCP_NODELAY` set: Linux hands it down to every accepted
+/// connection. Without it a small response written as head then body waits for the client's
+/// delayed ACK (~40 ms) under Nagle's algorithm: segment pulls ran at 2 % of nginx's rate.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 /// Resolves on SIGTERM or SIGINT.
