@@ -362,6 +362,12 @@ async fn beacons_are_recorded_with_bounded_labels() {
     )
     .await;
 
+    // A body that is not JSON, and a type a beacon never has.
+    let r = send("{not json".into(), "application/json").await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = send("<vitals/>".into(), "application/xml").await.unwrap();
+    assert_eq!(r.status(), 415);
+
     let text = metrics_text(&app).await;
     assert!(text.contains(r#"veza_rum_web_vitals_bucket{device="mobile",name="LCP",route="library-tracks-edit",le="2.5"} 1"#), "{text}");
     assert!(
@@ -378,7 +384,15 @@ async fn beacons_are_recorded_with_bounded_labels() {
         text.contains(r#"veza_rum_web_vitals_count{device="unknown",name="FCP",route="root"} 1"#),
         "{text}"
     );
-    assert!(text.contains("veza_rum_beacons_received_total 4"), "{text}");
+    assert!(text.contains("veza_rum_beacons_received_total 6"), "{text}");
+    for reason in ["invalid_json", "bad_content_type"] {
+        assert!(
+            text.contains(&format!(
+                "veza_rum_beacons_rejected_total{{reason=\"{reason}\"}} 1"
+            )),
+            "{reason}: {text}"
+        );
+    }
     assert!(
         text.contains(r#"veza_rum_beacons_rejected_total{reason="unknown_metric"} 1"#),
         "{text}"
