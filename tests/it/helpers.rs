@@ -231,3 +231,26 @@ pub fn promtool_check_metrics(text: &str) {
         stderr(&out)
     );
 }
+
+/// With the real binary in `home`: creates the admin `root` and an API token for them; returns
+/// the token.
+pub fn cli_admin_token(home: &Path) -> String {
+    use std::io::Write;
+    let made = veza(home)
+        .args(["admin", "create", "--username", "root", "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    made.stdin
+        .as_ref()
+        .unwrap()
+        .write_all(b"root-password-1\n")
+        .unwrap();
+    assert!(made.wait_with_output().unwrap().status.success());
+    let tok = veza(home)
+        .args(["token", "create", "--username", "root", "--name", "t"])
+        .output()
+        .unwrap();
+    assert!(tok.status.success(), "{}", stderr(&tok));
+    stdout(&tok).trim().to_owned()
+}

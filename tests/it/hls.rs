@@ -12,7 +12,8 @@ use veza::accounts::Role;
 use veza::storage::{BlobKey, BlobStore};
 
 use crate::helpers::{
-    TestApp, require_tool, serve_binary, spawn_app_with, stderr, stdout, user_with_token, veza,
+    TestApp, cli_admin_token, require_tool, serve_binary, spawn_app_with, stderr, stdout,
+    user_with_token, veza,
 };
 
 /// A `secs`-long stereo tone MP3 at `kbps`, in `dir`.
@@ -548,24 +549,8 @@ async fn uploaded_and_imported_tracks_become_hls_on_the_s3_backend() {
 
 #[test]
 fn kill_9_during_packaging_then_restart_completes_the_job_once() {
-    use std::io::Write;
     let home = tempfile::tempdir().unwrap();
-    let made = veza(home.path())
-        .args(["admin", "create", "--username", "root", "--password-stdin"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    made.stdin
-        .as_ref()
-        .unwrap()
-        .write_all(b"root-password-1\n")
-        .unwrap();
-    assert!(made.wait_with_output().unwrap().status.success());
-    let tok = veza(home.path())
-        .args(["token", "create", "--username", "root", "--name", "t"])
-        .output()
-        .unwrap();
-    let token = stdout(&tok).trim().to_owned();
+    let token = cli_admin_token(home.path());
     // Long enough that packaging is still running when the kill lands.
     let file = tone(home.path(), "long.mp3", 300, 320);
     // A short lease, so the restarted server takes the killed attempt over quickly.

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use veza::accounts::Role;
 
 use crate::helpers::{
-    TestApp, assert_envelope, require_tool, serve_binary, spawn_app, spawn_app_with, stderr,
-    stdout, user_with_token, veza,
+    TestApp, assert_envelope, cli_admin_token, require_tool, serve_binary, spawn_app,
+    spawn_app_with, stderr, stdout, user_with_token, veza,
 };
 
 /// Generated fixtures, made once per test in a temp dir.
@@ -553,22 +553,7 @@ fn kill_9_in_the_middle_of_an_upload_leaves_no_object_and_no_row() {
     use std::io::Write;
     let fx = Fixtures::new();
     let home = tempfile::tempdir().unwrap();
-    let made = veza(home.path())
-        .args(["admin", "create", "--username", "root", "--password-stdin"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    made.stdin
-        .as_ref()
-        .unwrap()
-        .write_all(b"root-password-1\n")
-        .unwrap();
-    assert!(made.wait_with_output().unwrap().status.success());
-    let tok = veza(home.path())
-        .args(["token", "create", "--username", "root", "--name", "t"])
-        .output()
-        .unwrap();
-    let token = stdout(&tok).trim().to_owned();
+    let token = cli_admin_token(home.path());
 
     let (mut child, addr) = serve_binary(home.path(), &["serve"]);
     let mut s = std::net::TcpStream::connect(&addr).unwrap();

@@ -3,7 +3,6 @@
 //! parameter and the `AccessKey` header. It answers 429 once, so the retry path runs too.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,7 +11,8 @@ use veza::accounts::Role;
 use veza::config::{CdnProvider, Secret};
 use warp::Filter;
 
-use crate::helpers::{assert_envelope, require_tool, spawn_app_with, stderr, user_with_token};
+use crate::helpers::{assert_envelope, spawn_app_with, user_with_token};
+use crate::hls::{tone, upload, wait_status};
 
 const API_KEY: &str = "bunny-account-key-0123456789";
 const ORIGIN_SECRET: &str = "edge-secret-0123456789abcdefghij";
@@ -74,26 +74,6 @@ async fn spawn_fake_bunny(state: Arc<Mutex<FakeBunny>>) -> SocketAddr {
     addr
 }
 
-fn tone(dir: &Path) -> std::path::PathBuf {
-    require_tool("ffmpeg");
-    let out = std::process::Command::new("ffmpeg")
-        .current_dir(dir)
-        .args([
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=330:duration=3",
-        ])
-        .args(["-c:a", "libmp3lame", "-b:a", "128k", "t.mp3"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    dir.join("t.mp3")
-}
-
 #[tokio::test]
 async fn a_takedown_hides_the_track_at_once_purges_the_cdn_and_restore_brings_it_back() {
     let fx = tempfile::tempdir().unwrap();
@@ -113,31 +93,9 @@ async fn a_takedown_hides_the_track_at_once_purges_the_cdn_and_restore_brings_it
     let (_, admin) = user_with_token(&app, "boss", Role::Admin).await;
     let (_, ed) = user_with_token(&app, "ed", Role::Editor).await;
 
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(std::fs::read(tone(fx.path())).unwrap()).file_name("t.mp3"),
-    );
-    let t: Value = app
-        .client
-        .post(app.url("/api/v1/tracks"))
-        .bearer_auth(&ed)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let t = upload(&app, &ed, &tone(fx.path(), "t.mp3", 3, 128)).await;
     let id = t["id"].as_str().unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while app
-        .get_json(&format!("/api/v1/tracks/{id}"), Some(&ed))
-        .await["status"]
-        != "ready"
-    {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_status(&app, &ed, &id, "ready", 60).await;
     let track = {
         let tid = id.parse().unwrap();
         app.state
