@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::HlsConfig;
 use crate::storage::StoreError;
 
-pub use ffmpeg::detect_ffmpeg;
+pub use ffmpeg::{AUDIO_DEMUXERS, detect_ffmpeg};
 pub use upload::{UploadReport, upload};
 
 /// `CODECS` of every rendition: AAC-LC (ffmpeg's native encoder never makes HE-AAC).
@@ -55,6 +55,9 @@ pub enum HlsError {
     /// ffmpeg ran past the time limit and was killed.
     #[error("ffmpeg ran longer than {0:?} and was killed")]
     Timeout(Duration),
+    /// ffmpeg went over a resource limit (CPU time, output size) and was stopped.
+    #[error("ffmpeg was stopped: {0}")]
+    OverLimit(String),
     /// The cancel token fired; ffmpeg was killed.
     #[error("packaging was cancelled")]
     Cancelled,
@@ -210,9 +213,10 @@ pub async fn package(
 ) -> Result<Packaged, HlsError> {
     opts.check()?;
     let input = std::path::absolute(input).map_err(io_err("resolve", input))?;
-    tokio::fs::metadata(&input)
+    let input_bytes = tokio::fs::metadata(&input)
         .await
-        .map_err(io_err("read", &input))?;
+        .map_err(io_err("read", &input))?
+        .len();
     let work_dir = std::path::absolute(work_dir).map_err(io_err("resolve", work_dir))?;
     let meta = tokio::fs::metadata(&work_dir)
         .await
@@ -229,6 +233,7 @@ pub async fn package(
         work_dir: &work_dir,
         timeout: opts.timeout,
         duration_hint,
+        limits: ffmpeg::Limits::for_package(&opts.rungs, duration_hint, input_bytes, opts.timeout),
     };
     run.run(progress, cancel).await?;
     if cancel.is_cancelled() {
@@ -260,8 +265,10 @@ pub fn ffmpeg_args(input: &Path, opts: &Options) -> Vec<OsString> {
     let mut push = |xs: &[&str]| a.extend(xs.iter().map(OsString::from));
     push(&["-nostdin", "-hide_banner", "-nostats", "-loglevel", "error"]);
     push(&["-progress", "pipe:1"]);
-    // Input: files only (an uploaded playlist must not make ffmpeg fetch URLs), and bit-exact
-    // decoding, so float DSP does not depend on the CPU's SIMD.
+    // Input: audio containers and local files only (an uploaded playlist must not make ffmpeg
+    // fetch URLs or open other files), and bit-exact decoding, so float DSP does not depend on
+    // the CPU's SIMD.
+    push(&["-format_whitelist", AUDIO_DEMUXERS]);
     push(&["-protocol_whitelist", "file"]);
     push(&["-fflags", "+bitexact", "-flags", "+bitexact"]);
     let mut file = OsString::from("file:"); // a name with ':' or a leading '-' stays a file

@@ -82,7 +82,68 @@ pub async fn run(s: &AppState, job: &Job, ctx: &JobCtx) -> Result<(), JobFailure
     if let Err(e) = tokio::fs::remove_dir_all(&work).await {
         tracing::warn!(error = %e, dir = %work.display(), "could not remove a job work dir");
     }
-    result
+    // The error becomes the job's last error and the track's status_detail: no server paths.
+    result.map_err(|f| {
+        if let JobFailure::Failed(m) | JobFailure::Unavailable(m) = &f {
+            tracing::debug!(track = %id, error = %m, "packaging attempt failed");
+        }
+        match f {
+            JobFailure::Failed(m) => JobFailure::Failed(scrub_paths(&m, &server_paths(s, job))),
+            JobFailure::Unavailable(m) => {
+                JobFailure::Unavailable(scrub_paths(&m, &server_paths(s, job)))
+            }
+            other => other,
+        }
+    })
+}
+
+/// The server's paths a packaging error may quote, with what each becomes: the job's work
+/// dir disappears (ffmpeg's `file:/…/work/job-7/original.mp3` reads `file:original.mp3`), the
+/// data dir and the local blob root get placeholders.
+fn server_paths(s: &AppState, job: &Job) -> Vec<(PathBuf, &'static str)> {
+    let data = &s.config.data_dir;
+    let work = work_root(data).join(format!("job-{}", job.id));
+    vec![
+        (work, ""),
+        (data.clone(), "<data_dir>"),
+        (s.config.storage.local_root.clone(), "<blobs>"),
+    ]
+}
+
+/// `text` with each path of `paths` replaced: as configured, made absolute and resolved
+/// (ffmpeg sees the absolute form; a symlinked data dir may show up resolved), longest first.
+/// A path replaced by `""` takes its trailing `/` with it.
+fn scrub_paths(text: &str, paths: &[(PathBuf, &str)]) -> String {
+    let mut forms: Vec<(String, &str)> = Vec::new();
+    for (path, with) in paths {
+        let candidates = [
+            Some(path.clone()),
+            std::path::absolute(path).ok(),
+            std::fs::canonicalize(path).ok(),
+        ];
+        for p in candidates.into_iter().flatten() {
+            let shown = p.display().to_string();
+            let shown = shown.trim_end_matches('/');
+            // "." or "" would match everywhere; a bare relative name could match a word.
+            if shown.len() < 2 || !shown.contains('/') {
+                continue;
+            }
+            let form = if with.is_empty() {
+                format!("{shown}/")
+            } else {
+                shown.to_owned()
+            };
+            if !forms.iter().any(|(f, _)| *f == form) {
+                forms.push((form, with));
+            }
+        }
+    }
+    forms.sort_by_key(|(f, _)| std::cmp::Reverse(f.len()));
+    let mut out = text.to_owned();
+    for (form, with) in forms {
+        out = out.replace(&form, with);
+    }
+    out
 }
 
 async fn package_into(
@@ -239,6 +300,9 @@ async fn set_detail(s: &AppState, job: &Job, status: &'static str, detail: Strin
     let Some(track_id) = job.track_id.clone() else {
         return;
     };
+    // Anyone who can see the track sees this (an error recorded before the scrub in `run`
+    // may still quote paths).
+    let detail = scrub_paths(&detail, &server_paths(s, job));
     let now = crate::clock::now();
     let r =
         s.db.call(move |c| {
@@ -267,4 +331,45 @@ fn tail(s: &str) -> &str {
         start += 1;
     }
     &s[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packaging_errors_lose_the_servers_paths() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        std::fs::create_dir_all(data.join("work/job-7")).unwrap();
+        let blobs = tmp.path().join("blobs");
+        let paths = [
+            (data.join("work/job-7"), ""),
+            (data.clone(), "<data_dir>"),
+            (blobs.clone(), "<blobs>"),
+        ];
+        let d = data.display();
+        let b = blobs.display();
+        let text = format!(
+            "ffmpeg failed (exit status: 1): file:{d}/work/job-7/original.mp3: Invalid data \
+             found when processing input; open {d}/tmp/x; read {b}/originals/ab.mp3"
+        );
+        let clean = scrub_paths(&text, &paths);
+        assert_eq!(
+            clean,
+            "ffmpeg failed (exit status: 1): file:original.mp3: Invalid data found when \
+             processing input; open <data_dir>/tmp/x; read <blobs>/originals/ab.mp3"
+        );
+        assert!(
+            !clean.contains(&tmp.path().display().to_string()),
+            "{clean}"
+        );
+        // The resolved form too (a temp dir may sit behind a symlink, as /tmp on macOS).
+        let real = std::fs::canonicalize(&data).unwrap();
+        let text = format!("{}/work/job-7/original.mp3", real.display());
+        assert_eq!(scrub_paths(&text, &paths), "original.mp3");
+        // A data dir of "." replaces nothing by accident: only its absolute form.
+        let dot = [(PathBuf::from("."), "<data_dir>")];
+        assert_eq!(scrub_paths("a.b ./c", &dot), "a.b ./c");
+    }
 }

@@ -176,10 +176,7 @@ impl Ingest {
         if let Some(t) = self.db.call(move |c| store::find_by_sha(c, &sha)).await? {
             return Ok(Outcome::Duplicate(t));
         }
-        let (p, ff) = (path.to_owned(), self.ffprobe.clone());
-        let probed: Probed = tokio::task::spawn_blocking(move || probe(&p, &ff))
-            .await
-            .map_err(|e| LibraryError::NotAudio(format!("probe task failed: {e}")))??;
+        let probed: Probed = probe(path, &self.ffprobe).await?;
 
         let original = self
             .store
