@@ -73,10 +73,18 @@ pub struct App {
 impl App {
     /// Prepares everything the server needs and binds the listener.
     pub async fn build(config: Config) -> Result<App, StartError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-            path: config.data_dir.display().to_string(),
-            source,
-        })?;
+        let tightened =
+            crate::datadir::prepare(&config.data_dir).map_err(|source| StartError::DataDir {
+                path: config.data_dir.display().to_string(),
+                source,
+            })?;
+        if !tightened.is_empty() {
+            let names: Vec<_> = tightened.iter().map(|p| p.display().to_string()).collect();
+            tracing::warn!(
+                paths = %names.join(", "),
+                "tightened file modes in the data dir (folder 0750, database 0600, spool and work 0700)"
+            );
+        }
         let data_dir = config.data_dir.clone();
         let (db, migrations) = tokio::task::spawn_blocking(move || Db::open_and_migrate(&data_dir))
             .await
@@ -146,6 +154,10 @@ impl App {
         }
         let stream_limit = Arc::new(KeyedLimiter::per_minute(config.stream.rate_limit_per_min));
         let caches = Arc::new(crate::cache::Caches::new(&config.cache, &metrics));
+        let hashes = Arc::new(accounts::HashPool::new(
+            config.auth.hash_concurrency,
+            config.auth.hash_queue,
+        ));
         let state = AppState {
             config: Arc::new(config),
             db,
@@ -153,10 +165,12 @@ impl App {
             metrics,
             rum,
             login,
+            hashes,
             jobs,
             cdn,
             stream_limit,
             caches,
+            ready: Arc::default(),
         };
         Ok(App {
             state,
@@ -247,10 +261,17 @@ impl App {
         });
         let gauges = crate::metrics::refresh::start(self.state.clone());
         let workers = crate::jobs::worker::start(self.state.clone());
-        let server = warp::serve(http::app(self.state))
-            .incoming(self.listener)
-            .graceful(signal)
-            .run();
+        let limits = http::server::Limits::from_config(&self.state.config.server);
+        let metrics = self.state.metrics.clone();
+        let trusted = Arc::new(self.state.config.server.trusted_proxies.clone());
+        let server = http::server::serve(
+            self.listener,
+            http::app(self.state),
+            limits,
+            trusted,
+            metrics,
+            signal,
+        );
         let deadline = async move {
             if drain_rx.await.is_ok() {
                 tokio::time::sleep(DRAIN_TIMEOUT).await;

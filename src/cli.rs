@@ -85,7 +85,11 @@ pub enum AdminCommand {
         password_stdin: bool,
     },
     /// List users.
-    List,
+    List {
+        /// Print a JSON array (the API's user objects) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `veza jobs …`
@@ -99,6 +103,9 @@ pub enum JobsCommand {
         /// How many to show.
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10000))]
         limit: u32,
+        /// Print a JSON array (the API's job objects) instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Run a queued, failed or dead job again now, with a fresh set of attempts.
     Retry {
@@ -219,6 +226,9 @@ pub enum CliError {
     /// A job command failed for a reason other than its input.
     #[error("{0}")]
     Jobs(crate::jobs::JobError),
+    /// The data dir or database a command needs does not exist (exit 66, EX_NOINPUT).
+    #[error("{0}")]
+    NoDatabase(String),
 }
 
 impl From<crate::jobs::JobError> for CliError {
@@ -247,11 +257,13 @@ impl From<AccountsError> for CliError {
 }
 
 impl CliError {
-    /// 78 (EX_CONFIG) for configuration errors, 2 for bad `sign` input, 1 for everything else.
+    /// 78 (EX_CONFIG) for configuration errors, 2 for bad input, 66 (EX_NOINPUT) for a
+    /// missing database, 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Config(_) | CliError::Sign(_) => 78,
             CliError::SignInput(_) | CliError::Input(_) => 2,
+            CliError::NoDatabase(_) => 66,
             CliError::Start(e) => e.exit_code(),
             CliError::Db(_)
             | CliError::Io(_)
@@ -333,11 +345,72 @@ fn import(
     }
 }
 
-/// Opens (and migrates) the database for an account command.
+/// Opens (and migrates) the database of an existing install for a command. Never creates
+/// one: a command pointed at the wrong data dir must say so, not start an empty library.
 fn open_db(cfg: &config::Config) -> Result<Db, CliError> {
     telemetry::init(&cfg.log, std::io::stderr);
-    std::fs::create_dir_all(&cfg.data_dir)?;
-    Ok(Db::open_and_migrate(&cfg.data_dir)?.0)
+    let path = cfg.data_dir.join(crate::db::DB_FILE);
+    if !path.is_file() {
+        let dir = std::path::absolute(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone());
+        return Err(CliError::NoDatabase(format!(
+            "no Veza database at {}: this data dir has not been set up. Point at the right one with --config FILE (data_dir = …) or VEZA_DATA_DIR=…, or create it with `veza migrate` (or by starting `veza serve`)",
+            dir.join(crate::db::DB_FILE).display()
+        )));
+    }
+    let (db, applied) = Db::open_and_migrate(&cfg.data_dir)?;
+    let now: Vec<_> = applied.iter().filter(|m| m.now).collect();
+    if let Some(last) = now.last() {
+        eprintln!(
+            "veza: applied {} database migration(s), schema version {}",
+            now.len(),
+            last.version
+        );
+    }
+    Ok(db)
+}
+
+/// Unix seconds as RFC 3339 in UTC (`2026-12-04T13:49:06Z`).
+fn rfc3339(secs: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| secs.to_string())
+}
+
+/// Prints rows under a header, each column as wide as its widest cell (the last unpadded).
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        let mut out = String::new();
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i == last {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
+
+/// Prints `v` as JSON on stdout.
+fn print_json<T: serde::Serialize>(v: &T) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(v).map_err(|e| CliError::Io(e.into()))?;
+    println!("{text}");
+    Ok(())
 }
 
 /// A new password from stdin (`--password-stdin`) or a no-echo prompt, checked for length.
@@ -392,27 +465,29 @@ fn admin(cfg: &config::Config, cmd: AdminCommand) -> Result<(), CliError> {
             };
             db.with(|c| store::update_user(c, &user.id, &change))?;
             println!(
-                "password changed for {}; their sessions have ended",
+                "password changed for {}; their sessions have ended and their API tokens are revoked",
                 user.username
             );
         }
-        AdminCommand::List => {
+        AdminCommand::List { json } => {
             let db = open_db(cfg)?;
             let users = db.with(|c| store::list_users(c))?;
-            println!(
-                "{:<38} {:<24} {:<7} {:<9} LAST LOGIN",
-                "ID", "USERNAME", "ROLE", "STATE"
-            );
-            for u in users {
-                let last = u
-                    .last_login_at
-                    .map_or_else(|| "never".to_owned(), |t| t.to_string());
-                let state = if u.disabled { "disabled" } else { "enabled" };
-                println!(
-                    "{:<38} {:<24} {:<7} {:<9} {last}",
-                    u.id, u.username, u.role, state
-                );
+            if json {
+                return print_json(&users);
             }
+            let rows: Vec<Vec<String>> = users
+                .iter()
+                .map(|u| {
+                    vec![
+                        u.id.clone(),
+                        u.username.clone(),
+                        u.role.to_string(),
+                        if u.disabled { "disabled" } else { "enabled" }.to_owned(),
+                        u.last_login_at.map_or_else(|| "never".to_owned(), rfc3339),
+                    ]
+                })
+                .collect();
+            print_table(&["ID", "USERNAME", "ROLE", "STATE", "LAST LOGIN"], &rows);
         }
     }
     Ok(())
@@ -424,7 +499,7 @@ fn jobs(cfg: &config::Config, cmd: JobsCommand) -> Result<(), CliError> {
     use crate::jobs::store as jobs;
     let db = open_db(cfg)?;
     match cmd {
-        JobsCommand::List { state, limit } => {
+        JobsCommand::List { state, limit, json } => {
             let filter = jobs::Filter {
                 state: state
                     .map(|s| s.parse())
@@ -434,26 +509,38 @@ fn jobs(cfg: &config::Config, cmd: JobsCommand) -> Result<(), CliError> {
                 ..jobs::Filter::default()
             };
             let list = db.with(|c| jobs::list(c, &filter))?;
-            println!(
-                "{:<8} {:<12} {:<10} {:<8} {:<38} {:<11} LAST ERROR",
-                "ID", "KIND", "STATE", "ATTEMPTS", "TRACK", "RUN AT"
-            );
-            for j in list {
-                let err: String = j
-                    .last_error
-                    .as_deref()
-                    .map(|e| e.lines().last().unwrap_or("").chars().take(80).collect())
-                    .unwrap_or_default();
-                println!(
-                    "{:<8} {:<12} {:<10} {:<8} {:<38} {:<11} {err}",
-                    j.id,
-                    j.kind,
-                    j.state,
-                    format!("{}/{}", j.attempts, j.max_attempts),
-                    j.track_id.as_deref().unwrap_or("-"),
-                    j.run_at,
-                );
+            if json {
+                return print_json(&list);
             }
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|j| {
+                    vec![
+                        j.id.to_string(),
+                        j.kind.to_string(),
+                        j.state.to_string(),
+                        format!("{}/{}", j.attempts, j.max_attempts),
+                        j.track_id.clone().unwrap_or_else(|| "-".into()),
+                        rfc3339(j.run_at),
+                        j.last_error
+                            .as_deref()
+                            .map(|e| e.lines().last().unwrap_or("").chars().take(80).collect())
+                            .unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "ID",
+                    "KIND",
+                    "STATE",
+                    "ATTEMPTS",
+                    "TRACK",
+                    "RUN AT",
+                    "LAST ERROR",
+                ],
+                &rows,
+            );
         }
         JobsCommand::Retry { id } => {
             let job = db.with(|c| jobs::retry(c, id, crate::clock::now()))?;
@@ -603,7 +690,7 @@ fn serve(cfg: config::Config) -> Result<(), CliError> {
 
 fn migrate(cfg: &config::Config) -> Result<(), CliError> {
     telemetry::init(&cfg.log, std::io::stderr);
-    std::fs::create_dir_all(&cfg.data_dir)?;
+    crate::datadir::prepare(&cfg.data_dir)?;
     let (db, applied) = Db::open_and_migrate(&cfg.data_dir)?;
     for m in &applied {
         let what = if m.now { "applied" } else { "already applied" };

@@ -36,6 +36,9 @@ pub const SECRET_KEYS: [&str; 7] = [
     "cdn.local.previous_key",
 ];
 
+/// Shortest `cdn.bunny.origin_secret` accepted.
+pub const MIN_ORIGIN_SECRET_CHARS: usize = 16;
+
 /// Placeholders allowed in `cdn.nginx.expression`.
 pub const NGINX_PLACEHOLDERS: [&str; 4] = ["{expires}", "{uri}", "{remote_addr}", "{secret}"];
 
@@ -83,6 +86,12 @@ pub struct RawServer {
     pub public_url: String,
     pub max_json_bytes: u64,
     pub metrics_public: bool,
+    pub trusted_proxies: Vec<String>,
+    pub readyz_check_secs: u64,
+    pub header_read_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub body_timeout_secs: u64,
+    pub max_connections: u64,
 }
 
 /// `[log]`
@@ -310,6 +319,12 @@ impl Default for RawServer {
             public_url: "http://127.0.0.1:8080".into(),
             max_json_bytes: 65536,
             metrics_public: true,
+            trusted_proxies: Vec::new(),
+            readyz_check_secs: 30,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            body_timeout_secs: 60,
+            max_connections: 1024,
         }
     }
 }
@@ -419,6 +434,8 @@ pub struct RawAuth {
     pub session_idle_secs: u64,
     pub session_max_secs: u64,
     pub login_attempts_per_min: u64,
+    pub hash_concurrency: u64,
+    pub hash_queue: u64,
 }
 
 impl Default for RawAuth {
@@ -427,6 +444,8 @@ impl Default for RawAuth {
             session_idle_secs: 12 * 3600,
             session_max_secs: 7 * 24 * 3600,
             login_attempts_per_min: 10,
+            hash_concurrency: 2,
+            hash_queue: 16,
         }
     }
 }
@@ -609,6 +628,18 @@ pub struct ServerConfig {
     pub max_json_bytes: u64,
     /// `/metrics` open to anyone (else a bearer API token is needed).
     pub metrics_public: bool,
+    /// Peers whose `X-Forwarded-For`/`Forwarded` headers name the client (reverse proxies).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How long `/readyz` reuses its last real database and store check.
+    pub readyz_check: std::time::Duration,
+    /// A request head must arrive within this (slowloris).
+    pub header_read_timeout: std::time::Duration,
+    /// A keep-alive connection with no request and no traffic this long is closed.
+    pub idle_timeout: std::time::Duration,
+    /// A request body that sends nothing for this long is cut off.
+    pub body_timeout: std::time::Duration,
+    /// Open connections above this are answered 503 and closed at once.
+    pub max_connections: usize,
 }
 
 /// `[log]`, parsed.
@@ -803,6 +834,10 @@ pub struct AuthConfig {
     pub session_max_secs: i64,
     /// Login attempts allowed per client IP and per username each minute.
     pub login_attempts_per_min: u32,
+    /// Password hashes (argon2, ~19 MiB each) computed at once.
+    pub hash_concurrency: usize,
+    /// Hash requests allowed to wait for a slot; beyond that, 503 with `retry-after`.
+    pub hash_queue: usize,
 }
 
 /// `[rum]`, parsed.
@@ -873,7 +908,7 @@ pub fn from_figment(fig: &Figment) -> Result<Config, ConfigError> {
     validate(fig, &raw)
 }
 
-/// The effective configuration as TOML with every secret shown as `"****"`.
+/// The effective configuration as TOML with every set secret shown as `"****"` (unset: `""`).
 pub fn masked_toml(cfg: &Config, fig: &Figment) -> Result<String, ConfigError> {
     let mut raw: RawConfig = fig.extract().map_err(|e| figment_error(fig, e))?;
     raw.storage.local.root = cfg.storage.local_root.display().to_string();
@@ -886,13 +921,29 @@ pub fn masked_toml(cfg: &Config, fig: &Figment) -> Result<String, ConfigError> {
         &mut raw.cdn.local.key,
         &mut raw.cdn.local.previous_key,
     ] {
-        *s = "****".into();
+        // `""` says "unset" apart from `"****"` (set): both matter when debugging a CDN.
+        if !s.is_empty() {
+            *s = "****".into();
+        }
     }
     toml::to_string(&raw).map_err(|e| ConfigError::Invalid {
         key: "(all)".into(),
         source_desc: "serialiser".into(),
         problem: e.to_string(),
     })
+}
+
+/// A CIDR (`10.0.0.0/8`, `::1/128`) or a bare address (one host).
+fn parse_cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    let t = s.trim();
+    t.parse::<ipnet::IpNet>()
+        .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map(|n| n.trunc())
+        .map_err(|_| format!("{s:?} is not an IP address or CIDR such as 10.0.0.0/8"))
+}
+
+fn secs(n: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(n)
 }
 
 fn figment_error(fig: &Figment, e: figment::Error) -> ConfigError {
@@ -1026,6 +1077,24 @@ fn validate(fig: &Figment, raw: &RawConfig) -> Result<Config, ConfigError> {
             format!("{} is outside 1024..=67108864", raw.server.max_json_bytes),
         ));
     }
+
+    // A guessable header would open the origin to anyone who guesses it.
+    let secret = &raw.cdn.bunny.origin_secret;
+    if !secret.is_empty() && secret.chars().count() < MIN_ORIGIN_SECRET_CHARS {
+        return Err(c.err(
+            "cdn.bunny.origin_secret",
+            format!(
+                "must be at least {MIN_ORIGIN_SECRET_CHARS} characters (e.g. `openssl rand -hex 24`)"
+            ),
+        ));
+    }
+
+    let trusted_proxies = raw
+        .server
+        .trusted_proxies
+        .iter()
+        .map(|p| parse_cidr(p).map_err(|m| c.err("server.trusted_proxies", m)))
+        .collect::<Result<Vec<_>, _>>()?;
 
     let format = match raw.log.format.as_str() {
         "text" => LogFormat::Text,
@@ -1313,6 +1382,33 @@ fn validate(fig: &Figment, raw: &RawConfig) -> Result<Config, ConfigError> {
             raw.auth.login_attempts_per_min,
             1..=10_000,
         ),
+        ("auth.hash_concurrency", raw.auth.hash_concurrency, 1..=64),
+        ("auth.hash_queue", raw.auth.hash_queue, 0..=10_000),
+        (
+            "server.readyz_check_secs",
+            raw.server.readyz_check_secs,
+            0..=3600,
+        ),
+        (
+            "server.header_read_timeout_secs",
+            raw.server.header_read_timeout_secs,
+            1..=3600,
+        ),
+        (
+            "server.idle_timeout_secs",
+            raw.server.idle_timeout_secs,
+            1..=86_400,
+        ),
+        (
+            "server.body_timeout_secs",
+            raw.server.body_timeout_secs,
+            1..=3600,
+        ),
+        (
+            "server.max_connections",
+            raw.server.max_connections,
+            1..=1_000_000,
+        ),
     ] {
         if !range.contains(&v) {
             return Err(c.err(
@@ -1329,6 +1425,12 @@ fn validate(fig: &Figment, raw: &RawConfig) -> Result<Config, ConfigError> {
             public_url,
             max_json_bytes: raw.server.max_json_bytes,
             metrics_public: raw.server.metrics_public,
+            trusted_proxies,
+            readyz_check: secs(raw.server.readyz_check_secs),
+            header_read_timeout: secs(raw.server.header_read_timeout_secs),
+            idle_timeout: secs(raw.server.idle_timeout_secs),
+            body_timeout: secs(raw.server.body_timeout_secs),
+            max_connections: raw.server.max_connections as usize,
         },
         log: LogConfig {
             level: raw.log.level.clone(),
@@ -1404,6 +1506,8 @@ fn validate(fig: &Figment, raw: &RawConfig) -> Result<Config, ConfigError> {
             session_idle_secs: raw.auth.session_idle_secs as i64,
             session_max_secs: raw.auth.session_max_secs as i64,
             login_attempts_per_min: raw.auth.login_attempts_per_min as u32,
+            hash_concurrency: raw.auth.hash_concurrency as usize,
+            hash_queue: raw.auth.hash_queue as usize,
         },
         rum: RumConfig {
             max_routes: raw.rum.max_routes as usize,

@@ -85,6 +85,15 @@ pub enum ApiError {
     /// A dependency is down.
     #[error("{0}")]
     Unavailable(String),
+    /// The request body stopped arriving (`server.body_timeout_secs`).
+    #[error("the request body sent nothing for {secs} s")]
+    BodyTimeout {
+        /// The limit that was reached.
+        secs: u64,
+    },
+    /// Bounded work (password hashing) is at capacity; retry after a second.
+    #[error("the server is busy; retry in a second")]
+    Busy,
     /// A bug or an unexpected failure; details are in the log, not the response.
     #[error("internal error; the request id in this response finds it in the log")]
     Internal,
@@ -111,7 +120,8 @@ impl ApiError {
             Self::TakenDown => StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
             Self::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -134,6 +144,8 @@ impl ApiError {
             Self::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable(_) => "unavailable",
+            Self::Busy => "busy",
+            Self::BodyTimeout { .. } => "body_timeout",
             Self::Internal => "internal",
         }
     }
@@ -188,6 +200,10 @@ impl ApiError {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
             }
+            ApiError::Busy => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
             ApiError::RangeNotSatisfiable { size } => {
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                     resp.headers_mut().insert(header::CONTENT_RANGE, v);
@@ -203,6 +219,12 @@ impl ApiError {
         }
         resp.extensions_mut().insert(self);
         resp
+    }
+}
+
+impl From<crate::accounts::HashBusy> for ApiError {
+    fn from(_: crate::accounts::HashBusy) -> Self {
+        ApiError::Busy
     }
 }
 

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod datadir;
 pub mod db;
 pub mod error;
 pub mod hls;

@@ -2,10 +2,23 @@
 //! the web-vitals beacon, logins, stream-URL issuance.
 
 use std::hash::Hash;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+/// The key an address is limited under: IPv4 as is, IPv6 by its /64 (one host usually holds
+/// a whole /64, so per-/128 keys would give it 2^64 budgets).
+pub fn ip_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+    }
+}
 
 /// `per_min` events per key per minute, bursting up to `per_min`.
 #[derive(Debug)]

@@ -239,7 +239,7 @@ impl RumGuard {
 
     /// `Ok` when `ip` may send a beacon now, else the seconds to wait.
     pub fn check_rate(&self, ip: IpAddr) -> Result<(), u64> {
-        self.limiter.check(&ip)
+        self.limiter.check(&crate::ratelimit::ip_key(ip))
     }
 
     /// Forgets IPs whose budget is full again.

@@ -29,6 +29,8 @@ pub struct AppState {
     pub rum: Arc<RumGuard>,
     /// Login throttles.
     pub login: Arc<LoginGuard>,
+    /// Bounded argon2 work (login, setup, password changes).
+    pub hashes: Arc<crate::accounts::HashPool>,
     /// The job queue: wakes workers, knows whether HLS can run.
     pub jobs: Queue,
     /// URL signing (built once at start) for the stream API and `/media/` tokens.
@@ -37,4 +39,6 @@ pub struct AppState {
     pub stream_limit: Arc<KeyedLimiter<IpAddr>>,
     /// Track metadata, stream-URL and blob-head caches.
     pub caches: Arc<Caches>,
+    /// The last `/readyz` check (`server.readyz_check_secs`).
+    pub ready: Arc<crate::http::ops::ReadyCache>,
 }

@@ -3,6 +3,11 @@
 /// Crate version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Git commit the binary was built from (`unknown` outside a checkout).
-pub const COMMIT: &str = env!("VEZA_COMMIT");
+pub const COMMIT: &str = env!("BUILD_GIT_COMMIT");
 /// `0.1.0 (abc123def456)`, for `--version`.
-pub const LONG: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("VEZA_COMMIT"), ")");
+pub const LONG: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("BUILD_GIT_COMMIT"),
+    ")"
+);

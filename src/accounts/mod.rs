@@ -3,7 +3,6 @@
 //! `http::api::{auth,users,tokens}`.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::str::FromStr;
 
 use argon2::Argon2;
@@ -13,9 +12,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::ratelimit::KeyedLimiter;
-
 pub mod store;
+pub mod throttle;
+
+pub use throttle::{HashBusy, HashPool, LoginGuard};
 
 /// Prefix of every API token, so scanners and humans can recognise a leaked one.
 pub const TOKEN_PREFIX: &str = "vz_";
@@ -227,35 +227,6 @@ pub struct TokenInfo {
     pub last_used_at: Option<i64>,
     /// Unix seconds; set once revoked.
     pub revoked_at: Option<i64>,
-}
-
-/// Failed-login throttles: per client IP and per username.
-#[derive(Debug)]
-pub struct LoginGuard {
-    by_ip: KeyedLimiter<IpAddr>,
-    by_user: KeyedLimiter<String>,
-}
-
-impl LoginGuard {
-    /// `per_min` attempts per IP and per username each minute.
-    pub fn new(per_min: u32) -> LoginGuard {
-        LoginGuard {
-            by_ip: KeyedLimiter::per_minute(per_min),
-            by_user: KeyedLimiter::per_minute(per_min),
-        }
-    }
-
-    /// Takes one attempt for this IP and name, or the seconds to wait.
-    pub fn check(&self, ip: IpAddr, username: &str) -> Result<(), u64> {
-        self.by_ip.check(&ip)?;
-        self.by_user.check(&username.to_ascii_lowercase())
-    }
-
-    /// Forgets keys whose budget is full again.
-    pub fn sweep(&self) {
-        self.by_ip.sweep();
-        self.by_user.sweep();
-    }
 }
 
 #[cfg(test)]

@@ -95,7 +95,7 @@ pub struct UserChange {
 }
 
 /// Applies a change, refusing one that leaves no enabled admin. Disabling a user or changing
-/// their password ends their sessions.
+/// their password ends their sessions (and revokes their API tokens).
 pub fn update_user(c: &mut Connection, id: &str, ch: &UserChange) -> Result<User, AccountsError> {
     let tx = c.transaction()?;
     let before = get_user(&tx, id)?.ok_or(AccountsError::NotFound("user"))?;
@@ -123,6 +123,13 @@ pub fn update_user(c: &mut Connection, id: &str, ch: &UserChange) -> Result<User
     }
     if ch.disabled == Some(true) || ch.password_hash.is_some() {
         tx.execute("DELETE FROM sessions WHERE user_id = ?1", [id])?;
+    }
+    if ch.password_hash.is_some() {
+        // A new password answers a suspected leak: tokens minted with the old one go too.
+        tx.execute(
+            "UPDATE api_tokens SET revoked_at = CAST(strftime('%s','now') AS INTEGER) WHERE user_id = ?1 AND revoked_at IS NULL",
+            [id],
+        )?;
     }
     let after = get_user(&tx, id)?.ok_or(AccountsError::NotFound("user"))?;
     tx.commit()?;
@@ -258,16 +265,17 @@ pub fn get_token(c: &Connection, id: &str) -> Result<Option<TokenInfo>, Accounts
     .optional()?)
 }
 
-/// The owner of a live token (not revoked, not expired, owner enabled); stamps its use.
+/// The owner of a live token (not revoked, not expired, owner enabled) and the token's own
+/// expiry; stamps its use.
 pub fn authenticate_token(
     c: &Connection,
     token_hash: &[u8],
     now: i64,
-) -> Result<Option<User>, AccountsError> {
+) -> Result<Option<(User, Option<i64>)>, AccountsError> {
     let found = c
         .query_row(
             &format!(
-                "SELECT {cols}, t.id FROM api_tokens t JOIN users u ON u.id = t.user_id
+                "SELECT {cols}, t.id, t.expires_at FROM api_tokens t JOIN users u ON u.id = t.user_id
                  WHERE t.token_hash = ?1 AND t.revoked_at IS NULL
                    AND (t.expires_at IS NULL OR t.expires_at > ?2) AND u.disabled = 0",
                 cols = USER_COLS
@@ -277,16 +285,22 @@ pub fn authenticate_token(
                     .join(", ")
             ),
             params![token_hash, now],
-            |r| Ok((user_row(r)?, r.get::<_, String>(6)?)),
+            |r| {
+                Ok((
+                    user_row(r)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, Option<i64>>(7)?,
+                ))
+            },
         )
         .optional()?;
-    if let Some((_, id)) = &found {
+    if let Some((_, id, _)) = &found {
         c.execute(
             "UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2 - 60)",
             params![id, now],
         )?;
     }
-    Ok(found.map(|(u, _)| u))
+    Ok(found.map(|(u, _, exp)| (u, exp)))
 }
 
 /// Tokens of one user, or of everyone when `owner` is `None`; newest first.
@@ -333,6 +347,23 @@ pub fn create_setup_token(
         params![token_hash, now, expires_at],
     )?;
     Ok(())
+}
+
+/// Whether setup can still happen with this token: no admin yet (else `AlreadySetUp`) and
+/// the token unused and unexpired. `complete_setup` checks again in its transaction.
+pub fn setup_token_open(
+    c: &Connection,
+    token_hash: &[u8],
+    now: i64,
+) -> Result<bool, AccountsError> {
+    if has_admin(c)? {
+        return Err(AccountsError::AlreadySetUp);
+    }
+    Ok(c.query_row(
+        "SELECT COUNT(*) FROM setup_tokens WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2",
+        params![token_hash, now],
+        |r| r.get::<_, i64>(0),
+    )? > 0)
 }
 
 /// Creates the first admin with a valid, unused setup token, in one transaction: the token is

@@ -12,7 +12,7 @@ mod embedded {
 }
 
 /// File name of the database inside the data dir.
-pub const DB_FILE: &str = "veza.db";
+pub const DB_FILE: &str = crate::datadir::DB_FILE;
 
 /// Errors from opening, migrating or querying the database.
 #[derive(Debug, thiserror::Error)]

@@ -26,7 +26,10 @@ pub enum Via {
         id_hash: Vec<u8>,
     },
     /// `Authorization: Bearer vz_…`.
-    Token,
+    Token {
+        /// When the token used expires (`None`: never); tokens it mints may not outlive it.
+        expires_at: Option<i64>,
+    },
 }
 
 /// An authenticated caller.
@@ -69,7 +72,7 @@ async fn resolve(
                 ApiError::Unauthorized("Authorization must be \"Bearer vz_…\"".into())
             })?;
         let hash = accounts::secret_hash(token);
-        let user =
+        let (user, expires_at) =
             s.db.call(move |c| store::authenticate_token(c, &hash, now()))
                 .await?
                 .ok_or_else(|| {
@@ -77,7 +80,7 @@ async fn resolve(
                 })?;
         return Ok(Some(Principal {
             user,
-            via: Via::Token,
+            via: Via::Token { expires_at },
         }));
     }
     let Some(cookie) = cookie else {
@@ -168,7 +171,7 @@ mod tests {
             check(
                 &Method::GET,
                 None,
-                who(Role::Editor, Via::Token),
+                who(Role::Editor, Via::Token { expires_at: None }),
                 Role::Admin
             )
             .is_err()
@@ -177,7 +180,7 @@ mod tests {
             check(
                 &Method::POST,
                 None,
-                who(Role::Admin, Via::Token),
+                who(Role::Admin, Via::Token { expires_at: None }),
                 Role::Admin
             )
             .is_ok()

@@ -1,9 +1,13 @@
 //! Small reusable filters: state injection, client address, bounded JSON bodies.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 use futures_util::StreamExt;
+use ipnet::IpNet;
 use serde::de::DeserializeOwned;
+use warp::http::HeaderMap;
 use warp::{Buf, Filter, Rejection};
 
 use crate::error::ApiError;
@@ -17,16 +21,93 @@ pub(crate) fn with_state(
     warp::any().map(move || s.clone())
 }
 
-/// The peer's IP address (unspecified when the transport has none).
+/// The client's IP address, as the connection loop resolved it (see [`client_addr`]);
+/// unspecified when the request came from elsewhere (unit tests).
 pub(crate) fn client_ip()
 -> impl Filter<Extract = (IpAddr,), Error = std::convert::Infallible> + Clone {
-    warp::addr::remote().map(|a: Option<SocketAddr>| {
-        a.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| match a.ip() {
-            // A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; key them as IPv4.
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-            v4 => v4,
-        })
-    })
+    warp::ext::optional::<ClientIp>()
+        .map(|c: Option<ClientIp>| c.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0))
+}
+
+/// The client of a request, stored in its extensions by the connection loop.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientIp(pub(crate) IpAddr);
+
+/// The client's address: the TCP peer, or, when the peer is one of `server.trusted_proxies`,
+/// the address that proxy reports in `X-Forwarded-For` (or `Forwarded`). Never read from
+/// anyone else: any client can write those headers.
+pub(crate) fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let peer = canonical(peer);
+    if trusted.is_empty() {
+        return peer;
+    }
+    forwarded_client(peer, headers, trusted)
+}
+
+/// A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; key them as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The client behind a chain of trusted proxies: walk the hops right to left (each proxy
+/// appends the address it saw) and stop at the first one that is not trusted. A malformed
+/// hop ends the walk at the last address a trusted proxy vouched for.
+fn forwarded_client(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<Option<IpAddr>> = if headers.contains_key("x-forwarded-for") {
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("").split(','))
+            .map(|h| parse_hop(h.trim()))
+            .collect()
+    } else {
+        headers
+            .get_all("forwarded")
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("").split(','))
+            .filter_map(|elem| {
+                elem.split(';').find_map(|pair| {
+                    let (k, v) = pair.trim().split_once('=')?;
+                    k.trim()
+                        .eq_ignore_ascii_case("for")
+                        .then(|| parse_hop(v.trim().trim_matches('"')))
+                })
+            })
+            .collect()
+    };
+    let mut client = peer;
+    for hop in hops.into_iter().rev() {
+        match hop {
+            Some(ip) => {
+                client = canonical(ip);
+                if !is_trusted(&client) {
+                    break;
+                }
+            }
+            None => break,
+        }
+    }
+    client
+}
+
+/// One hop: `203.0.113.7`, `203.0.113.7:4711`, `[2001:db8::1]:4711` or `2001:db8::1`.
+fn parse_hop(h: &str) -> Option<IpAddr> {
+    if let Ok(ip) = h.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(sa) = h.parse::<std::net::SocketAddr>() {
+        return Some(sa.ip());
+    }
+    h.strip_prefix('[')
+        .and_then(|r| r.split_once(']'))
+        .and_then(|(ip, _)| ip.parse().ok())
 }
 
 /// A JSON body: `content-type` among `accepted` (else 415), at most `limit` bytes whether or
@@ -48,9 +129,10 @@ where
             Ok::<(), Rejection>(())
         })
         .untuple_one()
+        .and(body_timeout())
         .and(warp::body::stream())
-        .and_then(move |body| async move {
-            let bytes = read_limited(body, limit)
+        .and_then(move |idle: Duration, body| async move {
+            let bytes = read_limited(stall_limited(body, idle), limit)
                 .await
                 .map_err(warp::reject::custom)?;
             decode_json::<T>(&bytes).map_err(warp::reject::custom)
@@ -71,16 +153,13 @@ fn check_content_type(ct: Option<&str>, accepted: &[&str]) -> Result<(), ApiErro
 
 async fn read_limited<S, B>(body: S, limit: u64) -> Result<Vec<u8>, ApiError>
 where
-    S: futures_util::Stream<Item = Result<B, warp::Error>>,
+    S: futures_util::Stream<Item = Result<B, io::Error>>,
     B: Buf,
 {
     let mut body = std::pin::pin!(body);
     let mut out = Vec::new();
     while let Some(chunk) = body.next().await {
-        let mut chunk = chunk.map_err(|e| ApiError::BadRequest {
-            code: "body_read_failed",
-            message: format!("could not read the request body: {e}"),
-        })?;
+        let mut chunk = chunk.map_err(body_error)?;
         if out.len() as u64 + chunk.remaining() as u64 > limit {
             return Err(ApiError::PayloadTooLarge { limit });
         }
@@ -94,10 +173,70 @@ where
     Ok(out)
 }
 
+/// How long a request body may send nothing; put in each request's extensions by the
+/// connection loop (`server.body_timeout_secs`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyTimeout(pub(crate) Duration);
+
+/// The body timeout of this request (60 s outside the connection loop, e.g. unit tests).
+pub(crate) fn body_timeout()
+-> impl Filter<Extract = (Duration,), Error = std::convert::Infallible> + Clone {
+    warp::ext::optional::<BodyTimeout>()
+        .map(|t: Option<BodyTimeout>| t.map_or(Duration::from_secs(60), |t| t.0))
+}
+
+/// A body stream that ends with a `TimedOut` error once it has sent nothing for `idle`: a
+/// client trickling (or stalling) a body cannot hold a handler and its buffers for ever.
+pub(crate) fn stall_limited<S, T, E>(
+    body: S,
+    idle: Duration,
+) -> impl futures_util::Stream<Item = Result<T, io::Error>> + Send + 'static
+where
+    S: futures_util::Stream<Item = Result<T, E>> + Send + Unpin + 'static,
+    T: Send + 'static,
+    E: std::fmt::Display,
+{
+    futures_util::stream::unfold((body, false), move |(mut body, done)| async move {
+        if done {
+            return None;
+        }
+        match tokio::time::timeout(idle, body.next()).await {
+            Ok(Some(Ok(x))) => Some((Ok(x), (body, false))),
+            Ok(Some(Err(e))) => Some((Err(io::Error::other(e.to_string())), (body, true))),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the request body sent nothing for {} s", idle.as_secs()),
+                )),
+                (body, true),
+            )),
+        }
+    })
+}
+
+/// A body read error as the client sees it: 408 for a stall, else 400.
+pub(crate) fn body_error(e: io::Error) -> ApiError {
+    if e.kind() == io::ErrorKind::TimedOut {
+        // The message carries the number of seconds; the variant wants it back.
+        let secs = e
+            .to_string()
+            .split_whitespace()
+            .find_map(|w| w.parse().ok())
+            .unwrap_or(0);
+        ApiError::BodyTimeout { secs }
+    } else {
+        ApiError::BadRequest {
+            code: "body_read_failed",
+            message: format!("could not read the request body: {e}"),
+        }
+    }
+}
+
 /// Deserialises JSON, naming the failing field in the message (`[0].value: invalid type…`).
 pub(crate) fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let msg = if path == "." || path.is_empty() {
@@ -106,7 +245,11 @@ pub(crate) fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErr
             format!("invalid JSON at {path}: {inner}")
         };
         ApiError::InvalidJson(msg)
-    })
+    })?;
+    // One document per body: `{"a":1} trailing garbage` is refused, not half-read.
+    de.end()
+        .map_err(|e| ApiError::InvalidJson(format!("invalid JSON after the document: {e}")))?;
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -123,6 +266,60 @@ mod tests {
     fn json_errors_name_the_field() {
         let e = decode_json::<T>(br#"{"a":"x"}"#).unwrap_err();
         assert!(e.to_string().contains("at a:"), "{e}");
+    }
+
+    #[test]
+    fn trailing_garbage_after_json_is_refused() {
+        assert!(decode_json::<T>(br#"{"a":1}"#).is_ok());
+        assert!(decode_json::<T>(b"{\"a\":1}  \n").is_ok());
+        let e = decode_json::<T>(br#"{"a":1} {"a":2}"#).unwrap_err();
+        assert!(e.to_string().contains("after the document"), "{e}");
+        assert!(decode_json::<T>(br#"{"a":1}x"#).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_times_out() {
+        let first: Result<&'static [u8], io::Error> = Ok(b"{");
+        let stalls = futures_util::stream::iter(vec![first]).chain(futures_util::stream::pending());
+        let body = stall_limited(stalls, Duration::from_millis(100));
+        let e = read_limited(body, 1024).await.unwrap_err();
+        assert!(matches!(e, ApiError::BodyTimeout { .. }), "{e:?}");
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+        let proxy: IpAddr = "10.1.2.3".parse().unwrap();
+        let stranger: IpAddr = "198.51.100.9".parse().unwrap();
+        let xff = headers(&[("x-forwarded-for", "203.0.113.7, 10.0.0.5")]);
+        assert_eq!(
+            forwarded_client(proxy, &xff, &trusted),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        // A client forging the header directly gets its own address.
+        assert_eq!(forwarded_client(stranger, &xff, &trusted), stranger);
+        // A spoofed left-most entry is ignored: the right-most untrusted hop wins.
+        let spoof = headers(&[("x-forwarded-for", "1.2.3.4, 203.0.113.7")]);
+        assert_eq!(
+            forwarded_client(proxy, &spoof, &trusted),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
+        let fwd = headers(&[("forwarded", "for=\"[2001:db8::1]:4711\";proto=https")]);
+        assert_eq!(
+            forwarded_client(proxy, &fwd, &trusted),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+        let garbage = headers(&[("x-forwarded-for", "not-an-ip")]);
+        assert_eq!(forwarded_client(proxy, &garbage, &trusted), proxy);
+        assert_eq!(forwarded_client(proxy, &HeaderMap::new(), &trusted), proxy);
     }
 
     #[test]

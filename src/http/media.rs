@@ -44,6 +44,8 @@ const CC_SEGMENT: &str = "public, max-age=86400, immutable";
 const CC_PLAYLIST: &str = "public, max-age=60";
 /// Originals and covers are content-addressed too; the ETag is their SHA-256.
 const CC_LONG: &str = "public, max-age=31536000";
+/// Originals and covers only private tracks own: the viewer's cache, never a shared one.
+const CC_PRIVATE: &str = "private, max-age=3600";
 /// Errors must not stick in an edge cache: a 403 for one viewer is not a 403 for the next.
 const CC_ERROR: &str = "no-store";
 
@@ -126,7 +128,12 @@ async fn serve(req: &MediaRequest, s: &AppState) -> Result<Response, Failure> {
         return Err((verdict(&owners), tags));
     };
     let content_type = object.content_type(&chosen.content_type);
-    send(req, s, &object, content_type, tags.clone())
+    // Bytes only private tracks own must not sit in shared caches for a year.
+    let private = !owners
+        .iter()
+        .any(|o| o.status != Status::TakenDown && o.visibility != Visibility::Private);
+    let cache_control = object.cache_control(private);
+    send(req, s, &object, content_type, cache_control, tags.clone())
         .await
         .map_err(|e| (e, tags))
 }
@@ -237,7 +244,8 @@ fn authenticate(req: &MediaRequest, s: &AppState, target: &Target) -> Result<Acc
                 .headers
                 .get("cdn-requestcountrycode")
                 .and_then(|v| v.to_str().ok());
-            match bunny::verify(&full, cdn.security_key.expose(), now, Some(req.ip)) {
+            let key = cdn.security_key.expose();
+            match bunny::verify_scheme(&full, key, cdn.bunny.scheme, now, Some(req.ip)) {
                 Ok(v) if v.allows_country(country) => Ok(Access::Token {
                     scope: v.token_path.unwrap_or(v.path),
                 }),
@@ -360,8 +368,11 @@ impl Object {
         HeaderValue::from_static(by_ext)
     }
 
-    fn cache_control(&self) -> HeaderValue {
+    fn cache_control(&self, private: bool) -> HeaderValue {
+        // A year in shared caches outlives any visibility change; playlists (a minute) and
+        // segments (a day, behind tokens) keep the CDN useful for private listeners.
         HeaderValue::from_static(match self.kind {
+            Kind::Original | Kind::Cover if private => CC_PRIVATE,
             Kind::Playlist => CC_PLAYLIST,
             Kind::Segment => CC_SEGMENT,
             Kind::Original | Kind::Cover => CC_LONG,
@@ -375,7 +386,8 @@ fn canonical_id(id: &str) -> Option<OwnerKey> {
     (parsed.as_str() == id).then(|| OwnerKey::Track(id.to_owned()))
 }
 
-/// `track-{id}` for each owner, comma-separated (Bunny purges by this `CDN-Tag`).
+/// `track-{id}` for each owner, comma-separated: a `CDN-Tag` an operator can purge by by
+/// hand (the takedown job purges by URL).
 fn cdn_tags(owners: &[TrackAccess]) -> Option<HeaderValue> {
     if owners.is_empty() {
         return None;
@@ -435,6 +447,7 @@ async fn send(
     s: &AppState,
     object: &Object,
     content_type: HeaderValue,
+    cache_control: HeaderValue,
     tags: Option<HeaderValue>,
 ) -> Result<Response, ApiError> {
     let h = &req.headers;
@@ -446,7 +459,7 @@ async fn send(
     let mut out = Response::new("".into());
     let oh = out.headers_mut();
     oh.insert(header::CONTENT_TYPE, content_type);
-    oh.insert(header::CACHE_CONTROL, object.cache_control());
+    oh.insert(header::CACHE_CONTROL, cache_control);
     oh.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if let Some(tags) = tags {
         oh.insert("cdn-tag", tags);

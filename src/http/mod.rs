@@ -20,7 +20,8 @@ pub(crate) mod auth;
 pub(crate) mod dashboard;
 pub(crate) mod filters;
 pub mod media;
-pub(crate) mod ops;
+pub mod ops;
+pub mod server;
 
 /// Label for requests that matched no route (never the raw path).
 pub const UNMATCHED: &str = "unmatched";
@@ -100,26 +101,31 @@ pub fn served_routes() -> Vec<(&'static str, &'static str)> {
 struct RequestCtx {
     id: String,
     method: Method,
+    client: std::net::IpAddr,
     started: Instant,
 }
 
 fn request_ctx() -> impl Filter<Extract = (RequestCtx,), Error = Infallible> + Clone {
     warp::method()
         .and(warp::header::headers_cloned())
-        .map(|method: Method, headers: HeaderMap| {
-            let id = headers
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .filter(|v| is_sane_request_id(v))
-                .map(str::to_owned)
-                .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
-            tracing::Span::current().record("request_id", tracing::field::display(&id));
-            RequestCtx {
-                id,
-                method,
-                started: Instant::now(),
-            }
-        })
+        .and(filters::client_ip())
+        .map(
+            |method: Method, headers: HeaderMap, client: std::net::IpAddr| {
+                let id = headers
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|v| is_sane_request_id(v))
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
+                tracing::Span::current().record("request_id", tracing::field::display(&id));
+                RequestCtx {
+                    id,
+                    method,
+                    client,
+                    started: Instant::now(),
+                }
+            },
+        )
 }
 
 /// Accepts ids a proxy or client may have set: 1–128 chars of `[A-Za-z0-9._:-]`.
@@ -156,6 +162,7 @@ impl RequestCtx {
         tracing::info!(
             route,
             status,
+            client = %self.client,
             ms = elapsed.as_micros() as f64 / 1000.0,
             "{method} {route} -> {status}"
         );

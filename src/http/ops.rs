@@ -1,5 +1,7 @@
 //! Operations endpoints: `/healthz` (alive), `/readyz` (database and store usable), `/metrics`.
 
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 use warp::filters::BoxedFilter;
 use warp::http::{StatusCode, header};
@@ -20,14 +22,14 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
         "GET",
         "/healthz",
         warp::path!("healthz")
-            .and(warp::get())
+            .and(get_or_head())
             .map(|| warp::reply::json(&json!({"status": "ok", "version": version::VERSION}))),
     );
     let readyz = route(
         "GET",
         "/readyz",
         warp::path!("readyz")
-            .and(warp::get())
+            .and(get_or_head())
             .and(with_state(s))
             .then(readyz),
     );
@@ -43,6 +45,11 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
     healthz.or(readyz).unify().or(metrics).unify().boxed()
 }
 
+/// GET, and HEAD answered like it (hyper drops the body): monitors often probe with HEAD.
+fn get_or_head() -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
+    warp::get().or(warp::head()).unify()
+}
+
 /// Anyone when `server.metrics_public`, else a bearer API token of any enabled user.
 fn metrics_access(
     s: &AppState,
@@ -53,7 +60,8 @@ fn metrics_access(
             match who {
                 _ if public => Ok(()),
                 Some(Principal {
-                    via: Via::Token, ..
+                    via: Via::Token { .. },
+                    ..
                 }) => Ok(()),
                 _ => Err(warp::reject::custom(ApiError::Unauthorized(
                     "metrics need Authorization: Bearer vz_… (server.metrics_public = false)"
@@ -64,23 +72,59 @@ fn metrics_access(
         .untuple_one()
 }
 
-async fn readyz(s: AppState) -> Response {
-    let db =
-        s.db.call(|c| Ok::<_, DbError>(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
-            .await;
-    let store = s.store.probe_writable().await.map_err(|e| e.to_string());
-    let db_check = match &db {
-        Ok(_) => "ok".to_owned(),
-        Err(e) => format!("error: {e}"),
-    };
-    let store_check = match &store {
-        Ok(()) => "ok".to_owned(),
-        Err(e) => format!("error: {e}"),
-    };
-    let ok = db.is_ok() && store.is_ok();
-    if !ok {
-        tracing::warn!(database = %db_check, storage = %store_check, "not ready");
+/// The last real readiness check, shared by every `/readyz` caller.
+#[derive(Default)]
+pub struct ReadyCache {
+    last: tokio::sync::Mutex<Option<(Instant, Readiness)>>,
+}
+
+/// What one real check found.
+#[derive(Clone)]
+struct Readiness {
+    database: Result<(), String>,
+    storage: Result<(), String>,
+}
+
+impl ReadyCache {
+    /// The cached result while younger than `max_age`, else a fresh check. Callers queue
+    /// behind one check in progress, so a flood of anonymous probes costs one store write
+    /// per interval at most.
+    async fn get(&self, s: &AppState, max_age: Duration) -> Readiness {
+        let mut last = self.last.lock().await;
+        if let Some((at, r)) = last.as_ref()
+            && at.elapsed() < max_age
+        {
+            return r.clone();
+        }
+        let db =
+            s.db.call(|c| Ok::<_, DbError>(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+        let storage = s.store.probe_writable().await.map_err(|e| e.to_string());
+        if let Err(e) = &db {
+            tracing::warn!(error = %e, "not ready: database");
+        }
+        if let Err(e) = &storage {
+            tracing::warn!(error = %e, "not ready: blob store");
+        }
+        let r = Readiness {
+            database: db,
+            storage,
+        };
+        *last = Some((Instant::now(), r.clone()));
+        r
     }
+}
+
+async fn readyz(s: AppState) -> Response {
+    let r = s.ready.get(&s, s.config.server.readyz_check).await;
+    // Details (paths, store messages) go to the log only: anyone can call this.
+    let word = |r: &Result<(), String>| match r {
+        Ok(()) => "ok",
+        Err(_) => "error (see the server log)",
+    };
+    let ok = r.database.is_ok() && r.storage.is_ok();
     // HLS does not decide readiness: without ffmpeg, originals still stream.
     let hls = s.jobs.hls();
     let hls_check = if hls.available {
@@ -93,7 +137,7 @@ async fn readyz(s: AppState) -> Response {
     };
     let body = json!({
         "status": if ok { "ok" } else { "unavailable" },
-        "checks": { "database": db_check, "storage": store_check, "hls": hls_check },
+        "checks": { "database": word(&r.database), "storage": word(&r.storage), "hls": hls_check },
         "hls": hls,
     });
     let status = if ok {

@@ -43,7 +43,7 @@ pub fn sweep_work(data_dir: &Path) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    std::fs::create_dir_all(&root)
+    crate::datadir::private_dir(&root)
 }
 
 fn failed(e: impl std::fmt::Display) -> JobFailure {

@@ -105,9 +105,7 @@ where
     B: AsRef<[u8]>,
     E: std::fmt::Display,
 {
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(io("create", dir))?;
+    crate::datadir::private_dir(dir).map_err(io("create", dir))?;
     let path = dir.join(format!("upload-{}", uuid::Uuid::new_v4().simple()));
     let mut spooled = Spooled {
         path: path.clone(),

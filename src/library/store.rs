@@ -210,6 +210,29 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
+/// Most words a search may have: each is a prefix scan of the FTS index.
+pub const MAX_SEARCH_TERMS: usize = 16;
+/// Longest search text accepted, in characters.
+pub const MAX_SEARCH_CHARS: usize = 256;
+
+/// Refuses searches whose cost has no business being paid (hundreds of prefix terms).
+fn check_search(q: &str) -> Result<(), LibraryError> {
+    let too_long = q.chars().count() > MAX_SEARCH_CHARS;
+    let terms = q
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .count();
+    if too_long || terms > MAX_SEARCH_TERMS {
+        return Err(LibraryError::Invalid {
+            field: "q",
+            message: format!(
+                "search with at most {MAX_SEARCH_TERMS} words and {MAX_SEARCH_CHARS} characters"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Turns free text into an FTS5 query: every word must match as a prefix.
 fn fts_query(q: &str) -> Option<String> {
     let words: Vec<String> = q
@@ -222,6 +245,9 @@ fn fts_query(q: &str) -> Option<String> {
 
 /// Lists tracks with filters, sort and keyset pagination.
 pub fn list(c: &Connection, q: &Query) -> Result<Page, LibraryError> {
+    if let Some(text) = q.q.as_deref() {
+        check_search(text)?;
+    }
     let sort = q.sort.unwrap_or(Sort::Newest);
     let limit = q.limit.unwrap_or(50).clamp(1, 200);
     let mut wh: Vec<String> = Vec::new();
@@ -470,6 +496,9 @@ mod tests {
             Some("\"OR\"* \"1\"* \"1\"*")
         );
         assert_eq!(fts_query("  -- "), None);
+        assert!(check_search(&"a ".repeat(MAX_SEARCH_TERMS)).is_ok());
+        assert!(check_search(&"a ".repeat(MAX_SEARCH_TERMS + 1)).is_err());
+        assert!(check_search(&"x".repeat(MAX_SEARCH_CHARS + 1)).is_err());
     }
 
     #[test]

@@ -28,6 +28,14 @@ pub struct MetricsError(#[from] prometheus::Error);
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// Unprefixed: the standard `process_*` names stock dashboards expect.
+    process: Registry,
+    /// `veza_http_connections`: connections open now.
+    pub http_connections: IntGauge,
+    /// `veza_http_connections_refused_total`: refused over `server.max_connections`.
+    pub http_connections_refused: IntCounter,
+    /// `veza_http_connections_timed_out_total{reason}`: `header_read` or `idle`.
+    pub http_connections_timed_out: IntCounterVec,
     /// `veza_http_requests_total{route,method,status_class}`
     pub http_requests: IntCounterVec,
     /// `veza_http_request_duration_seconds{route,method}`
@@ -270,13 +278,37 @@ impl Metrics {
         )?;
         registry.register(Box::new(db_size_bytes.clone()))?;
 
+        let http_connections = IntGauge::new(
+            "http_connections",
+            "HTTP connections open now (at most server.max_connections)",
+        )?;
+        registry.register(Box::new(http_connections.clone()))?;
+        let http_connections_refused = IntCounter::new(
+            "http_connections_refused_total",
+            "Connections answered 503 and closed because server.max_connections were open",
+        )?;
+        registry.register(Box::new(http_connections_refused.clone()))?;
+        let http_connections_timed_out = IntCounterVec::new(
+            Opts::new(
+                "http_connections_timed_out_total",
+                "Connections closed by a server timeout, by reason (header_read, idle)",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(http_connections_timed_out.clone()))?;
+
+        let process = Registry::new();
         #[cfg(target_os = "linux")]
-        registry.register(Box::new(
+        process.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
 
         Ok(Metrics {
             registry,
+            process,
+            http_connections,
+            http_connections_refused,
+            http_connections_timed_out,
             http_requests,
             http_duration,
             rum_web_vitals,
@@ -317,8 +349,32 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Result<String, MetricsError> {
         let mut out = Vec::with_capacity(8 * 1024);
-        TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
+        let mut families = self.registry.gather();
+        families.extend(self.process.gather());
+        TextEncoder::new().encode(&families, &mut out)?;
         Ok(String::from_utf8(out).expect("the text encoder writes UTF-8"))
+    }
+
+    /// A connection was accepted.
+    pub fn connection_opened(&self) {
+        self.http_connections.inc();
+    }
+
+    /// A connection ended.
+    pub fn connection_closed(&self) {
+        self.http_connections.dec();
+    }
+
+    /// A connection was refused over the cap.
+    pub fn connection_refused(&self) {
+        self.http_connections_refused.inc();
+    }
+
+    /// A connection was closed by a timeout (`header_read` or `idle`).
+    pub fn connection_timed_out(&self, reason: &'static str) {
+        self.http_connections_timed_out
+            .with_label_values(&[reason])
+            .inc();
     }
 
     /// The registry, for collectors added by subsystems.

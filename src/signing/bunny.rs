@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+#[cfg(test)]
 use md5::Md5;
 use sha2::{Digest, Sha256};
 
@@ -200,7 +201,9 @@ fn v2_token(key: &str, sig_path: &str, expires: u64, ip: Option<IpAddr>, data: &
     b64url_nopad(&h.finalize())
 }
 
-/// b64url(MD5(key ‖ path ‖ expires ‖ ip_text)): the deprecated basic scheme, verify-only.
+/// b64url(MD5(key ‖ path ‖ expires ‖ ip_text)): the deprecated basic scheme (tests show it
+/// is refused).
+#[cfg(test)]
 fn basic_token(key: &str, path: &str, expires: u64, ip: Option<IpAddr>) -> String {
     let ip_text = ip.map(|i| normalise_ip(i).to_string()).unwrap_or_default();
     let mut h = Md5::new();
@@ -257,10 +260,45 @@ impl BunnyVerified {
     }
 }
 
+/// [`verify`], and the token must be of the configured scheme: a key shared with another
+/// setup must not make that setup's token kinds valid here.
+pub fn verify_scheme(
+    target: &str,
+    key: &str,
+    scheme: BunnyScheme,
+    now: u64,
+    client_ip: Option<IpAddr>,
+) -> Result<BunnyVerified, BunnyVerifyError> {
+    let token_shape_ok = |t: &str| match scheme {
+        BunnyScheme::Hs256 => t.starts_with("HS256-"),
+        BunnyScheme::Sha256 => t.len() == 43 && !t.starts_with("HS256-"),
+    };
+    let token = token_param(target);
+    if !token.as_deref().is_some_and(token_shape_ok) {
+        return Err(BunnyVerifyError::Malformed(
+            "token is not of the configured cdn.bunny.scheme",
+        ));
+    }
+    verify(target, key, now, client_ip)
+}
+
+/// The raw `token` value of a query- or path-form URL.
+fn token_param(target: &str) -> Option<String> {
+    let target = strip_origin(target);
+    if let Some(rest) = target.split('?').next()?.strip_prefix("/bcdn_token=") {
+        return rest.split(['/', '&']).next().map(str::to_owned);
+    }
+    let (_, query) = target.split_once('?')?;
+    query
+        .split(['&', '#'])
+        .find_map(|p| p.strip_prefix("token="))
+        .map(str::to_owned)
+}
+
 /// Checks a Bunny token URL (full URL or path + query) as the edge would: token over the
 /// decoded path or `token_path`, sorted parameters, the viewer's IP when the token is bound,
-/// then `now <= expires`. HS256, v2 (43-char) and basic (22-char MD5) tokens are recognised by
-/// shape; comparison is constant-time.
+/// then `now <= expires`. HS256 and v2 (43-char) tokens are recognised by shape; Bunny's
+/// deprecated MD5 tokens are refused. Comparison is constant-time.
 pub fn verify(
     target: &str,
     key: &str,
@@ -344,9 +382,8 @@ pub fn verify(
             ip.is_some_and(|ip| matches(&v2_token(key, sig_path, expires, Some(ip), &data)));
         unbound | bound
     } else if token.len() == 22 {
-        let unbound = matches(&basic_token(key, &path, expires, None));
-        let bound = ip.is_some_and(|ip| matches(&basic_token(key, &path, expires, Some(ip))));
-        unbound | bound
+        // Bunny's deprecated MD5 "basic" tokens: Veza never signs them, so none can be ours.
+        return Err(Malformed("legacy MD5 tokens are not accepted"));
     } else {
         return Err(Malformed("token has an unknown shape"));
     };
@@ -682,16 +719,36 @@ mod tests {
     }
 
     #[test]
-    fn basic_md5_links_still_verify() {
+    fn legacy_md5_links_are_refused() {
         // Documented form: b64url(MD5(key + path + expires)), query form only.
         let t = basic_token(KEY, "/old/file.mp3", 1_767_225_600, None);
         assert_eq!(t.len(), 22);
         let url = format!("{BASE}/old/file.mp3?token={t}&expires=1767225600");
-        assert!(verify(&url, KEY, 1_767_225_600, None).is_ok());
-        assert_eq!(
-            verify(&url, "other", 0, None),
-            Err(BunnyVerifyError::BadToken)
-        );
+        assert!(matches!(
+            verify(&url, KEY, 1_767_225_600, None),
+            Err(BunnyVerifyError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn only_the_configured_scheme_verifies() {
+        for (scheme, other) in [
+            (BunnyScheme::Hs256, BunnyScheme::Sha256),
+            (BunnyScheme::Sha256, BunnyScheme::Hs256),
+        ] {
+            let url = signer(KEY, BASE, scheme)
+                .sign(&SignRequest::new("/a/b.mp3", 1_000))
+                .unwrap()
+                .url;
+            assert!(
+                verify_scheme(&url, KEY, scheme, 1_000, None).is_ok(),
+                "{url}"
+            );
+            assert!(matches!(
+                verify_scheme(&url, KEY, other, 1_000, None),
+                Err(BunnyVerifyError::Malformed(_))
+            ));
+        }
     }
 
     #[test]
@@ -768,6 +825,25 @@ mod tests {
             verify(&bound, KEY, 0, None),
             Err(BunnyVerifyError::BadToken)
         );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn verify_never_panics_on_arbitrary_targets(
+            raw in proptest::collection::vec(any::<u8>(), 0..200),
+            form in 0u8..3,
+        ) {
+            let text = String::from_utf8_lossy(&raw);
+            let target = match form {
+                0 => format!("/bcdn_token={text}"),
+                1 => format!("/a/b.mp3?token={text}&expires=1"),
+                _ => text.into_owned(),
+            };
+            let _ = verify(&target, KEY, 0, None);
+            let _ = verify_scheme(&target, KEY, BunnyScheme::Hs256, 0, None);
+        }
     }
 
     proptest! {

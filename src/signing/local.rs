@@ -105,6 +105,11 @@ impl LocalSigner {
         if exp.is_empty() || !exp.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Malformed("expires is not decimal seconds"));
         }
+        // One spelling per URL: `0001…` or `%74racks` would name the same object under
+        // endless distinct URLs, each a CDN cache miss.
+        if exp.len() > 1 && exp.starts_with('0') {
+            return Err(Malformed("expires has leading zeros"));
+        }
         let expires: u64 = exp.parse().map_err(|_| Malformed("expires out of range"))?;
         let (scope, bound) = match scope.strip_suffix('i') {
             Some(s) => (s, true),
@@ -123,6 +128,9 @@ impl LocalSigner {
         };
         let path = decode(wire_path).ok_or(Malformed("path is not valid percent-encoded UTF-8"))?;
         check_path(&path).map_err(|_| Malformed("path has empty, '.' or '..' segments"))?;
+        if encode_path(&path) != wire_path {
+            return Err(Malformed("path is not in its canonical percent-encoding"));
+        }
         let scope_path = match depth {
             None => path.clone(),
             Some(n) => {
@@ -511,11 +519,45 @@ mod tests {
     }
 
     #[test]
+    fn only_the_canonical_spelling_of_a_url_verifies() {
+        let mut r = req("/tracks/a b/x.m4s");
+        r.expires = Some(2_000_000_000);
+        let url = signer().sign(&r).unwrap().url;
+        assert!(signer().verify(&url, 1_999_999_999, None).is_ok());
+        let zeros = url.replacen("vzt.2000000000.", "vzt.02000000000.", 1);
+        assert_ne!(zeros, url);
+        assert!(matches!(
+            signer().verify(&zeros, 1_999_999_999, None),
+            Err(LocalVerifyError::Malformed(_))
+        ));
+        let encoded = url.replacen("/tracks/", "/%74racks/", 1);
+        assert_ne!(encoded, url);
+        assert!(matches!(
+            signer().verify(&encoded, 1_999_999_999, None),
+            Err(LocalVerifyError::Malformed(_))
+        ));
+    }
+
+    #[test]
     fn directory_prefix_needs_a_file_below() {
         assert_eq!(directory_prefix("/a/b/c", 2).as_deref(), Some("/a/b/"));
         assert_eq!(directory_prefix("/a/b/c", 0).as_deref(), Some("/"));
         assert_eq!(directory_prefix("/a/b/", 2), None);
         assert_eq!(directory_prefix("/a", 1), None);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn verify_never_panics_on_arbitrary_targets(
+            raw in proptest::collection::vec(any::<u8>(), 0..200),
+            prefixed in any::<bool>(),
+        ) {
+            let text = String::from_utf8_lossy(&raw);
+            let target = if prefixed { format!("/media/vzt.{text}") } else { text.into_owned() };
+            let _ = signer().verify(&target, 1_900_000_000, None);
+        }
     }
 
     proptest! {

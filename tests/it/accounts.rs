@@ -629,6 +629,22 @@ fn cli_creates_admins_and_tokens_that_the_server_accepts() {
         drop(input);
         child.wait_with_output().unwrap()
     };
+    // No database yet: refused with exit 66, naming the path and how to point elsewhere,
+    // and nothing is created.
+    let missing = run(
+        &["admin", "create", "--username", "root", "--password-stdin"],
+        Some("long-enough-pw\n"),
+    );
+    assert_eq!(missing.status.code(), Some(66), "{}", stderr(&missing));
+    let msg = stderr(&missing);
+    assert!(msg.contains("veza-data/veza.db"), "{msg}");
+    assert!(
+        msg.contains("--config") && msg.contains("VEZA_DATA_DIR"),
+        "{msg}"
+    );
+    assert!(!dir.path().join("veza-data").exists());
+    let migrated = run(&["migrate"], None);
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
     let weak = run(
         &["admin", "create", "--username", "root", "--password-stdin"],
         Some("short\n"),

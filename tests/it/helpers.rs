@@ -110,6 +110,17 @@ pub async fn assert_envelope(
 }
 
 /// The real `veza` binary with a clean environment (only PATH and HOME), run in `cwd`.
+/// `veza migrate` in `home` (CLI commands other than serve and migrate never create the
+/// database themselves).
+pub fn migrate(home: &Path) {
+    let out = veza(home).arg("migrate").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn veza(cwd: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_veza"));
     c.env_clear()
@@ -236,6 +247,7 @@ pub fn promtool_check_metrics(text: &str) {
 /// the token.
 pub fn cli_admin_token(home: &Path) -> String {
     use std::io::Write;
+    migrate(home);
     let made = veza(home)
         .args(["admin", "create", "--username", "root", "--password-stdin"])
         .stdin(std::process::Stdio::piped())

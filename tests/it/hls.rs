@@ -509,6 +509,7 @@ async fn uploaded_and_imported_tracks_become_hls_on_the_s3_backend() {
         ("VEZA_STORAGE__S3__ACCESS_KEY_ID", ACCESS_KEY.to_owned()),
         ("VEZA_STORAGE__S3__SECRET_ACCESS_KEY", SECRET_KEY.to_owned()),
     ];
+    crate::helpers::migrate(home.path());
     let imported = veza(home.path())
         .args(["import", "music"])
         .envs(env.iter().map(|(k, v)| (k, v)))

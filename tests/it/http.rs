@@ -20,22 +20,56 @@ async fn healthz_reports_ok_and_version() {
 }
 
 #[tokio::test]
-async fn readyz_is_ok_then_names_the_broken_store() {
-    let app = spawn_app().await;
+async fn readyz_is_cached_then_reports_the_broken_store_without_paths() {
+    let app = spawn_app_with(|c| c.server.readyz_check = std::time::Duration::from_secs(2)).await;
     let resp = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     std::fs::remove_dir_all(app.data_dir.join("blobs")).unwrap();
+    // Within the interval the cached result answers (a real probe would fail now): no
+    // store write per anonymous call.
+    for _ in 0..20 {
+        let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
     let resp = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(resp.status(), 503);
-    let body: serde_json::Value = resp.json().await.unwrap();
+    let text = resp.text().await.unwrap();
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(body["checks"]["database"], "ok");
     assert!(
         body["checks"]["storage"]
             .as_str()
             .unwrap()
-            .starts_with("error:"),
+            .starts_with("error"),
         "{body}"
     );
+    let dir = app.data_dir.display().to_string();
+    assert!(
+        !text.contains(&dir) && !text.contains("/tmp"),
+        "a path leaked: {text}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn head_healthz_and_readyz_answer_like_get() {
+    let app = spawn_app().await;
+    for path in ["/healthz", "/readyz"] {
+        let get = app.client.get(app.url(path)).send().await.unwrap();
+        let head = app.client.head(app.url(path)).send().await.unwrap();
+        assert_eq!(head.status(), get.status(), "{path}");
+        assert_eq!(head.status(), 200, "{path}");
+        assert_eq!(
+            head.headers()["content-type"],
+            get.headers()["content-type"],
+            "{path}"
+        );
+        assert!(
+            head.bytes().await.unwrap().is_empty(),
+            "{path}: HEAD has no body"
+        );
+    }
     app.stop().await;
 }
 
@@ -263,7 +297,7 @@ async fn metrics_label_routes_by_template_and_pass_promtool() {
         "raw paths must never become labels"
     );
     assert!(text.contains("veza_http_request_duration_seconds_bucket"));
-    assert!(text.contains("veza_process_resident_memory_bytes"));
+    assert!(text.contains("process_resident_memory_bytes"));
 
     promtool_check_metrics(&text);
     app.stop().await;

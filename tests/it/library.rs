@@ -496,6 +496,7 @@ fn import_walks_a_tree_and_reports_each_outcome() {
     std::fs::write(tree.join("a/cover.txt"), "not audio").unwrap();
     std::fs::write(tree.join("a/b/broken.mp3"), [0u8; 4096]).unwrap();
 
+    crate::helpers::migrate(home.path());
     let run = || {
         veza(home.path())
             .args(["import"])
@@ -686,6 +687,7 @@ async fn uploads_imports_and_deletes_work_on_the_s3_backend() {
     let tree = home.path().join("in");
     std::fs::create_dir_all(&tree).unwrap();
     std::fs::copy(fx.tone("imp.flac", 1, 480), tree.join("imp.flac")).unwrap();
+    crate::helpers::migrate(home.path());
     let out = veza(home.path())
         .args(["import"])
         .arg(&tree)

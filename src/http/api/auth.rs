@@ -95,6 +95,7 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
         warp::path!("api" / "v1" / "setup")
             .and(warp::post())
             .and(with_state(s))
+            .and(client_ip())
             .and(json_body::<SetupRequest>(limit, JSON))
             .and_then(setup),
     );
@@ -114,15 +115,25 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
         (status = 200, description = "Logged in; sets the HttpOnly session cookie", body = LoginResponse),
         (status = 400, body = crate::http::api::openapi::ErrorEnvelope),
         (status = 401, description = "Wrong username or password", body = crate::http::api::openapi::ErrorEnvelope),
-        (status = 429, description = "Too many attempts; see retry-after", body = crate::http::api::openapi::ErrorEnvelope),
+        (status = 429, description = "Too many failed attempts; see retry-after", body = crate::http::api::openapi::ErrorEnvelope),
+        (status = 503, description = "Too many password checks at once; see retry-after", body = crate::http::api::openapi::ErrorEnvelope),
     ))]
 async fn login(s: AppState, ip: IpAddr, req: LoginRequest) -> Result<Response, Rejection> {
-    s.login
-        .check(ip, &req.username)
-        .map_err(|retry_after_secs| {
-            warp::reject::custom(ApiError::RateLimited { retry_after_secs })
-        })?;
-    let name = req.username.clone();
+    let wrong =
+        || warp::reject::custom(ApiError::Unauthorized("wrong username or password".into()));
+    let limited =
+        |retry_after_secs| warp::reject::custom(ApiError::RateLimited { retry_after_secs });
+    // A name that cannot exist is a failure without hashing, and never becomes a limiter key
+    // or a log field as sent (64 KiB names with newlines were both).
+    let Ok(username) = Username::parse(&req.username) else {
+        s.login.check_ip(ip).map_err(limited)?;
+        s.login.failed(ip, None);
+        tracing::info!(client = %ip, "login failed: malformed username");
+        return Err(wrong());
+    };
+    let key = username.as_str().to_ascii_lowercase();
+    s.login.check(ip, &key).map_err(limited)?;
+    let name = username.as_str().to_owned();
     let found =
         s.db.call(move |c| store::find_login(c, &name))
             .await
@@ -133,18 +144,20 @@ async fn login(s: AppState, ip: IpAddr, req: LoginRequest) -> Result<Response, R
         None => (None, accounts::dummy_hash().to_owned()),
     };
     let password = req.password;
-    let ok = tokio::task::spawn_blocking(move || accounts::verify_password(&password, &hash))
+    let ok = s
+        .hashes
+        .run(move || accounts::verify_password(&password, &hash))
         .await
-        .map_err(|_| warp::reject::custom(ApiError::Internal))?;
+        .map_err(ApiError::from)?;
     let user = match user {
         Some(u) if ok && !u.disabled => u,
         _ => {
-            tracing::info!(username = %req.username, "login failed");
-            return Err(warp::reject::custom(ApiError::Unauthorized(
-                "wrong username or password".into(),
-            )));
+            s.login.failed(ip, Some(&key));
+            tracing::info!(username = %username.as_str(), client = %ip, "login failed");
+            return Err(wrong());
         }
     };
+    s.login.succeeded(ip, &key);
     let cookie = accounts::random_secret();
     let csrf = accounts::random_secret();
     let id_hash = accounts::secret_hash(&cookie);
@@ -207,7 +220,7 @@ async fn logout(who: Principal, s: AppState) -> Result<Response, Rejection> {
 fn me(who: Principal) -> Response {
     let csrf_token = match who.via {
         Via::Session { csrf, .. } => Some(csrf),
-        Via::Token => None,
+        Via::Token { .. } => None,
     };
     warp::reply::json(&MeResponse {
         user: who.user,
@@ -221,26 +234,44 @@ fn me(who: Principal) -> Response {
     responses((status = 201, description = "First admin created", body = User),
               (status = 400, body = crate::http::api::openapi::ErrorEnvelope),
               (status = 403, description = "Setup token invalid, used or expired", body = crate::http::api::openapi::ErrorEnvelope),
-              (status = 409, description = "An admin already exists", body = crate::http::api::openapi::ErrorEnvelope)))]
-async fn setup(s: AppState, req: SetupRequest) -> Result<Response, Rejection> {
+              (status = 409, description = "An admin already exists", body = crate::http::api::openapi::ErrorEnvelope),
+              (status = 429, description = "Too many failed attempts from this address; see retry-after", body = crate::http::api::openapi::ErrorEnvelope),
+              (status = 503, description = "Too many password hashes at once; see retry-after", body = crate::http::api::openapi::ErrorEnvelope)))]
+async fn setup(s: AppState, ip: IpAddr, req: SetupRequest) -> Result<Response, Rejection> {
+    s.login.check_ip(ip).map_err(|retry_after_secs| {
+        warp::reject::custom(ApiError::RateLimited { retry_after_secs })
+    })?;
     let username = Username::parse(&req.username).map_err(ApiError::from)?;
     accounts::check_new_password(&req.password).map_err(ApiError::from)?;
-    let pw = req.password;
-    let hash = tokio::task::spawn_blocking(move || accounts::hash_password(&pw))
-        .await
-        .map_err(|_| warp::reject::custom(ApiError::Internal))?
-        .map_err(ApiError::from)?;
-    let token_hash = accounts::secret_hash(&req.token);
-    let created =
-        s.db.call(move |c| store::complete_setup(c, &token_hash, &username, &hash, now()))
-            .await
-            .map_err(ApiError::from)?;
-    let user = created.ok_or_else(|| {
+    let invalid = || {
         warp::reject::custom(ApiError::Denied {
             code: "invalid_setup_token",
             message: "the setup link is invalid, used or expired; restart veza for a new one or use `veza admin create`".into(),
         })
-    })?;
+    };
+    // Token and "no admin yet" first: anonymous callers must not reach argon2 for free.
+    let token_hash = accounts::secret_hash(&req.token);
+    let th = token_hash.clone();
+    let open =
+        s.db.call(move |c| store::setup_token_open(c, &th, now()))
+            .await
+            .map_err(ApiError::from)?;
+    if !open {
+        s.login.failed(ip, None);
+        return Err(invalid());
+    }
+    let pw = req.password;
+    let hash = s
+        .hashes
+        .run(move || accounts::hash_password(&pw))
+        .await
+        .map_err(ApiError::from)?
+        .map_err(ApiError::from)?;
+    let created =
+        s.db.call(move |c| store::complete_setup(c, &token_hash, &username, &hash, now()))
+            .await
+            .map_err(ApiError::from)?;
+    let user = created.ok_or_else(invalid)?;
     tracing::info!(user_id = %user.id, "first admin created through the setup link");
     Ok(warp::reply::with_status(warp::reply::json(&user), StatusCode::CREATED).into_response())
 }

@@ -107,9 +107,11 @@ async fn stream(
     raw: String,
 ) -> Result<Response, Rejection> {
     if who.is_none() {
-        s.stream_limit.check(&ip).map_err(|retry_after_secs| {
-            warp::reject::custom(ApiError::RateLimited { retry_after_secs })
-        })?;
+        s.stream_limit
+            .check(&crate::ratelimit::ip_key(ip))
+            .map_err(|retry_after_secs| {
+                warp::reject::custom(ApiError::RateLimited { retry_after_secs })
+            })?;
     }
     let p: StreamParams = serde_urlencoded::from_str(&raw)
         .map_err(|e| warp::reject::custom(ApiError::InvalidQuery(format!("invalid query: {e}"))))?;

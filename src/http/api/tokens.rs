@@ -11,7 +11,7 @@ use crate::accounts::{self, Role, TokenInfo, store};
 use crate::clock::now;
 use crate::error::ApiError;
 use crate::http::api::openapi::ErrorEnvelope;
-use crate::http::auth::{Principal, require};
+use crate::http::auth::{Principal, Via, require};
 use crate::http::filters::{json_body, with_state};
 use crate::http::route;
 use crate::state::AppState;
@@ -105,6 +105,22 @@ async fn list(who: Principal, s: AppState) -> Result<Response, Rejection> {
     responses((status = 201, body = CreatedToken), (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope),
               (status = 403, body = ErrorEnvelope)))]
 async fn create(who: Principal, s: AppState, req: CreateToken) -> Result<Response, Rejection> {
+    // A token may mint tokens, but none that outlives it: a leaked short-lived token must
+    // not turn into a permanent one.
+    if let Via::Token {
+        expires_at: Some(limit),
+    } = who.via
+    {
+        let asked = req.expires_days.map(|d| now() + i64::from(d) * 86_400);
+        if asked.is_none_or(|a| a > limit) {
+            return Err(warp::reject::custom(ApiError::Denied {
+                code: "token_outlives_caller",
+                message: format!(
+                    "this API token expires at {limit} (Unix seconds); a token it creates must set expires_days and expire no later"
+                ),
+            }));
+        }
+    }
     let (token, info) = issue(&s, &who.user.id, &req.name, req.expires_days).await?;
     tracing::info!(user_id = %who.user.id, token_id = %info.id, "API token created");
     Ok(warp::reply::with_status(

@@ -1,7 +1,10 @@
 //! `/api/v1/tracks`: upload (multipart, streamed to disk), list and search, read, edit,
 //! delete, cover art. Anonymous callers see public tracks (and unlisted ones by id).
 
-use futures_util::TryStreamExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use warp::filters::BoxedFilter;
@@ -14,7 +17,7 @@ use crate::clock::now;
 use crate::error::ApiError;
 use crate::http::api::openapi::ErrorEnvelope;
 use crate::http::auth::{Principal, require, viewer};
-use crate::http::filters::{json_body, with_state};
+use crate::http::filters::{body_error, body_timeout, json_body, stall_limited, with_state};
 use crate::http::route;
 use crate::library::ingest::{Ingest, Outcome, Overrides, spool};
 use crate::library::store::{self, Query, Sort, TrackChange};
@@ -25,6 +28,11 @@ use crate::storage::BlobKey;
 const JSON: &[&str] = &["application/json"];
 /// Largest text field in an upload form.
 const MAX_FIELD_BYTES: usize = 4096;
+/// Room for the form's other fields and part headers on top of the file itself.
+const FORM_OVERHEAD_BYTES: u64 = 64 * 1024;
+/// Bytes multer may buffer before handing us anything (a preamble or one part's headers):
+/// a body's chunks are at most a few tens of KiB, so this never trips on a real form.
+const MAX_UNYIELDED_BYTES: usize = 256 * 1024;
 
 /// Query string of `GET /api/v1/tracks`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -111,6 +119,7 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
             .and(with_state(s))
             .and(warp::header::optional::<String>("content-type"))
             .and(warp::header::optional::<u64>("content-length"))
+            .and(body_timeout())
             .and(warp::body::stream())
             .and_then(upload),
     );
@@ -203,6 +212,7 @@ async fn upload<S, B>(
     s: AppState,
     ct: Option<String>,
     len: Option<u64>,
+    idle: Duration,
     body: S,
 ) -> Result<Response, Rejection>
 where
@@ -216,12 +226,28 @@ where
             expected: "multipart/form-data".into(),
         })
     })?;
-    // Room for the form's other fields and part headers on top of the file itself.
-    if len.is_some_and(|l| l > limit + 64 * 1024) {
+    if len.is_some_and(|l| l > limit + FORM_OVERHEAD_BYTES) {
         return Err(warp::reject::custom(ApiError::PayloadTooLarge { limit }));
     }
-    let bytes = body.map_ok(|mut b| b.copy_to_bytes(b.remaining()));
-    let mut form = multer::Multipart::new(bytes, boundary);
+    let guard = Arc::new(Unyielded::default());
+    let fed = guard.clone();
+    let bytes = stall_limited(body.map_ok(|mut b| b.copy_to_bytes(b.remaining())), idle).map(
+        move |chunk| {
+            let chunk = chunk?;
+            // Bytes multer holds without handing any to us: a preamble or part headers.
+            if fed.fed(chunk.len()) > MAX_UNYIELDED_BYTES {
+                return Err(std::io::Error::other(format!(
+                    "part headers or preamble longer than {} KiB",
+                    MAX_UNYIELDED_BYTES / 1024
+                )));
+            }
+            Ok(chunk)
+        },
+    );
+    // The whole stream is bounded with or without a Content-Length (chunked bodies too).
+    let constraints = multer::Constraints::new()
+        .size_limit(multer::SizeLimit::new().whole_stream(limit + FORM_OVERHEAD_BYTES));
+    let mut form = multer::Multipart::with_constraints(bytes, boundary, constraints);
     let mut over = Overrides::default();
     let mut file = None;
     let mut file_name = String::new();
@@ -231,22 +257,34 @@ where
             message: m,
         })
     };
-    while let Some(field) = form
-        .next_field()
-        .await
-        .map_err(|e| bad(format!("malformed multipart body: {e}")))?
-    {
+    let form_error = |e: multer::Error| match e {
+        multer::Error::StreamSizeExceeded { .. } => {
+            warp::reject::custom(ApiError::PayloadTooLarge { limit })
+        }
+        multer::Error::StreamReadFailed(inner) => match inner.downcast::<std::io::Error>() {
+            Ok(io) => warp::reject::custom(body_error(*io)),
+            Err(other) => bad(format!("malformed multipart body: {other}")),
+        },
+        e => bad(format!("malformed multipart body: {e}")),
+    };
+    while let Some(field) = form.next_field().await.map_err(form_error)? {
+        guard.yielded();
         let name = field.name().unwrap_or_default().to_owned();
         match name.as_str() {
+            "file" if file.is_some() => {
+                return Err(bad("the form has more than one `file` field".into()));
+            }
             "file" => {
                 file_name = field.file_name().unwrap_or("upload").to_owned();
+                let g = guard.clone();
+                let field = field.inspect(move |_| g.yielded());
                 let spooled = spool(field, &s.config.data_dir.join("tmp"), limit)
                     .await
                     .map_err(ApiError::from)?;
                 file = Some(spooled);
             }
             "title" | "artist" | "album" | "visibility" => {
-                let text = read_small(field).await.map_err(bad)?;
+                let text = read_small(field, &guard).await.map_err(bad)?;
                 match name.as_str() {
                     "title" => over.title = Some(text),
                     "artist" => over.artist = Some(text),
@@ -288,9 +326,23 @@ where
     Ok(warp::reply::with_status(warp::reply::json(&track), status).into_response())
 }
 
-async fn read_small(mut field: multer::Field<'_>) -> Result<String, String> {
+/// Counts bytes fed to multer since it last handed us a field or data.
+#[derive(Debug, Default)]
+struct Unyielded(std::sync::atomic::AtomicUsize);
+
+impl Unyielded {
+    fn fed(&self, n: usize) -> usize {
+        self.0.fetch_add(n, std::sync::atomic::Ordering::AcqRel) + n
+    }
+    fn yielded(&self) {
+        self.0.store(0, std::sync::atomic::Ordering::Release);
+    }
+}
+
+async fn read_small(mut field: multer::Field<'_>, guard: &Unyielded) -> Result<String, String> {
     let mut buf = Vec::new();
     while let Some(chunk) = field.chunk().await.map_err(|e| e.to_string())? {
+        guard.yielded();
         buf.extend_from_slice(&chunk);
         if buf.len() > MAX_FIELD_BYTES {
             return Err(format!("form field longer than {MAX_FIELD_BYTES} bytes"));
@@ -299,6 +351,11 @@ async fn read_small(mut field: multer::Field<'_>) -> Result<String, String> {
     String::from_utf8(buf)
         .map(|s| s.trim().to_owned())
         .map_err(|_| "form field is not UTF-8".into())
+}
+
+/// What anonymous listeners are not told: why packaging failed (ffmpeg's own words).
+fn hide_internals(t: &mut Track) {
+    t.status_detail = None;
 }
 
 fn may_see(who: &Option<Principal>, t: &Track, listed: bool) -> bool {
@@ -352,8 +409,12 @@ async fn list(who: Option<Principal>, s: AppState, raw: String) -> Result<Respon
         s.db.call(move |c| store::list(c, &q))
             .await
             .map_err(ApiError::from)?;
+    let mut tracks = page.tracks;
+    if who.is_none() {
+        tracks.iter_mut().for_each(hide_internals);
+    }
     Ok(warp::reply::json(&TrackPage {
-        tracks: page.tracks,
+        tracks,
         next_cursor: page.next_cursor,
     })
     .into_response())
@@ -378,7 +439,10 @@ async fn find_visible(
 #[utoipa::path(get, path = "/api/v1/tracks/{id}", tag = "tracks", params(("id" = String, Path, description = "Track id")),
     responses((status = 200, body = Track), (status = 404, body = ErrorEnvelope)))]
 async fn get(id: TrackId, who: Option<Principal>, s: AppState) -> Result<Response, Rejection> {
-    let t = find_visible(&s, &who, id).await?;
+    let mut t = find_visible(&s, &who, id).await?;
+    if who.is_none() {
+        hide_internals(&mut t);
+    }
     Ok(warp::reply::json(&t).into_response())
 }
 

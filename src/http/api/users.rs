@@ -123,7 +123,7 @@ async fn list(_who: Principal, s: AppState) -> Result<Response, Rejection> {
               (status = 403, body = ErrorEnvelope), (status = 409, description = "Username taken", body = ErrorEnvelope)))]
 async fn create(who: Principal, s: AppState, req: CreateUser) -> Result<Response, Rejection> {
     let username = Username::parse(&req.username).map_err(ApiError::from)?;
-    let hash = hash_new(req.password).await?;
+    let hash = hash_new(&s, req.password).await?;
     let role = req.role.unwrap_or(Role::Editor);
     let user =
         s.db.call(move |c| store::create_user(c, &username, &hash, role, now()))
@@ -146,7 +146,7 @@ async fn patch(
     req: PatchUser,
 ) -> Result<Response, Rejection> {
     let password_hash = match req.password {
-        Some(pw) => Some(hash_new(pw).await?),
+        Some(pw) => Some(hash_new(&s, pw).await?),
         None => None,
     };
     let change = store::UserChange {
@@ -177,12 +177,11 @@ async fn delete(id: String, who: Principal, s: AppState) -> Result<Response, Rej
 }
 
 /// Checks and hashes a new password off the executor.
-async fn hash_new(pw: String) -> Result<String, Rejection> {
+async fn hash_new(s: &AppState, pw: String) -> Result<String, Rejection> {
     accounts::check_new_password(&pw).map_err(ApiError::from)?;
-    Ok(
-        tokio::task::spawn_blocking(move || accounts::hash_password(&pw))
-            .await
-            .map_err(|_| warp::reject::custom(ApiError::Internal))?
-            .map_err(ApiError::from)?,
-    )
+    Ok(s.hashes
+        .run(move || accounts::hash_password(&pw))
+        .await
+        .map_err(ApiError::from)?
+        .map_err(ApiError::from)?)
 }
