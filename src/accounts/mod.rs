@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, SaltString};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
@@ -146,24 +146,75 @@ pub fn check_new_password(pw: &str) -> Result<(), AccountsError> {
 /// Hashes a password with argon2id and the crate's recommended parameters. Slow by design:
 /// call it off the async executor.
 pub fn hash_password(pw: &str) -> Result<String, AccountsError> {
-    let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt).map_err(|e| AccountsError::Hash(e.to_string()))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| AccountsError::Hash(e.to_string()))?;
-    Argon2::default()
-        .hash_password(pw.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| AccountsError::Hash(e.to_string()))
+    let err = |e: &dyn fmt::Display| AccountsError::Hash(e.to_string());
+    let mut raw_salt = [0u8; 16];
+    getrandom::fill(&mut raw_salt).map_err(|e| err(&e))?;
+    let salt = SaltString::encode_b64(&raw_salt).map_err(|e| err(&e))?;
+    let argon = Argon2::default();
+    let mut out = [0u8; argon2::Params::DEFAULT_OUTPUT_LEN];
+    with_blocks(argon.params().block_count(), |blocks| {
+        argon.hash_password_into_with_memory(pw.as_bytes(), &raw_salt, &mut out, blocks)
+    })
+    .map_err(|e| err(&e))?;
+    let phc = PasswordHash {
+        algorithm: argon2::Algorithm::Argon2id.ident(),
+        version: Some(argon2::Version::V0x13.into()),
+        params: argon2::password_hash::ParamsString::try_from(argon.params())
+            .map_err(|e| err(&e))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(argon2::password_hash::Output::new(&out).map_err(|e| err(&e))?),
+    };
+    Ok(phc.to_string())
 }
 
 /// Checks a password against a stored hash (constant time in the comparison).
 pub fn verify_password(pw: &str, hash: &str) -> bool {
+    if pw.len() > MAX_PASSWORD_BYTES {
+        return false;
+    }
     let Ok(parsed) = PasswordHash::new(hash) else {
         return false;
     };
-    pw.len() <= MAX_PASSWORD_BYTES
-        && Argon2::default()
-            .verify_password(pw.as_bytes(), &parsed)
-            .is_ok()
+    let (Ok(algorithm), Ok(params), Some(salt), Some(expected)) = (
+        argon2::Algorithm::try_from(parsed.algorithm),
+        argon2::Params::try_from(&parsed),
+        parsed.salt,
+        parsed.hash,
+    ) else {
+        return false;
+    };
+    let version = match parsed.version.map(argon2::Version::try_from) {
+        None => argon2::Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let argon = Argon2::new(algorithm, version, params);
+    let mut out = vec![0u8; expected.len()];
+    let hashed = with_blocks(argon.params().block_count(), |blocks| {
+        argon.hash_password_into_with_memory(pw.as_bytes(), salt, &mut out, blocks)
+    });
+    // `Output`'s equality is constant-time.
+    hashed.is_ok() && argon2::password_hash::Output::new(&out).is_ok_and(|o| o == expected)
+}
+
+/// Runs `f` with this thread's argon2 work memory, grown to `count` blocks once and reused:
+/// a fresh 19 MiB allocation per hash left glibc holding one freed block per hash in flight
+/// (+120 MB after a login flood); the server hashes on two threads, so two buffers in all.
+fn with_blocks<T>(count: usize, f: impl FnOnce(&mut [argon2::Block]) -> T) -> T {
+    thread_local! {
+        static BLOCKS: std::cell::RefCell<Vec<argon2::Block>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BLOCKS.with(|b| {
+        let mut b = b.borrow_mut();
+        if b.len() < count {
+            b.resize(count, argon2::Block::default());
+        }
+        f(&mut b[..count])
+    })
 }
 
 /// A hash to verify against when the user does not exist, so a login takes the same time
@@ -249,6 +300,29 @@ mod tests {
         assert!(verify_password("correct horse battery", &h));
         assert!(!verify_password("correct horse batterY", &h));
         assert!(!verify_password("x", "not a hash"));
+    }
+
+    #[test]
+    fn hashes_match_the_argon2_crates_own_phc_strings() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let theirs = Argon2::default()
+            .hash_password(b"correct horse battery", &salt)
+            .unwrap()
+            .to_string();
+        assert!(verify_password("correct horse battery", &theirs));
+        assert!(!verify_password("correct horse batterx", &theirs));
+        let ours = hash_password("correct horse battery").unwrap();
+        assert!(
+            ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{ours}"
+        );
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse battery", &parsed)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -9,8 +9,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use tokio::sync::Semaphore;
-
 use crate::ratelimit::ip_key;
 
 /// Keys a failure table holds at most; past it, idle keys are swept and, if still full, the
@@ -163,27 +161,49 @@ impl LoginGuard {
 #[error("too many password checks at once; retry shortly")]
 pub struct HashBusy;
 
-/// Runs argon2 work on the blocking pool, `concurrency` at a time, with at most `queue`
-/// callers waiting: memory stays at `concurrency × 19 MiB` whatever a flood sends.
+/// Runs argon2 work on `concurrency` threads of its own, with at most `queue` more jobs
+/// waiting. Own threads, not the blocking pool: glibc keeps a freed 19 MiB argon2 block in
+/// the arena of the thread that used it, so hashing on dozens of pool threads held ~80 MB
+/// after a flood; two threads hold two blocks at most.
 #[derive(Debug)]
 pub struct HashPool {
-    slots: Arc<Semaphore>,
-    admitted: AtomicUsize,
+    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
+    admitted: Arc<AtomicUsize>,
     capacity: usize,
 }
+
+type Job = Box<dyn FnOnce() + Send>;
 
 impl HashPool {
     /// A pool running `concurrency` hashes at once with `queue` more waiting.
     pub fn new(concurrency: usize, queue: usize) -> HashPool {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..concurrency.max(1) {
+            let rx = rx.clone();
+            // A pool that cannot start a thread still refuses cleanly: `run` answers busy.
+            let _ = std::thread::Builder::new()
+                .name(format!("veza-hash-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            // The pool was dropped.
+                            Err(_) => break,
+                        }
+                    }
+                });
+        }
         HashPool {
-            slots: Arc::new(Semaphore::new(concurrency.max(1))),
-            admitted: AtomicUsize::new(0),
+            jobs: Mutex::new(tx),
+            admitted: Arc::new(AtomicUsize::new(0)),
             capacity: concurrency.max(1) + queue,
         }
     }
 
-    /// Runs `f` (a hash or a verification) when a slot is free, or refuses at once when
-    /// the queue is full.
+    /// Runs `f` (a hash or a verification) when a thread is free, or refuses at once when
+    /// the queue is full. A job counts until it has run, even if its caller went away.
     pub async fn run<T, F>(&self, f: F) -> Result<T, HashBusy>
     where
         T: Send + 'static,
@@ -193,29 +213,22 @@ impl HashPool {
             self.admitted.fetch_sub(1, Ordering::AcqRel);
             return Err(HashBusy);
         }
-        // Released on every path, including a caller that goes away while waiting.
-        struct Admitted<'a>(&'a AtomicUsize);
-        impl Drop for Admitted<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::AcqRel);
-            }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let admitted = self.admitted.clone();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(f());
+            admitted.fetch_sub(1, Ordering::AcqRel);
+        });
+        let sent = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job);
+        if sent.is_err() {
+            self.admitted.fetch_sub(1, Ordering::AcqRel);
+            return Err(HashBusy);
         }
-        let _admitted = Admitted(&self.admitted);
-        let permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| HashBusy)?;
-        // The permit moves into the task: a cancelled request cannot free the slot early
-        // while its hash still runs.
-        tokio::task::spawn_blocking(move || {
-            let out = f();
-            drop(permit);
-            out
-        })
-        .await
-        .map_err(|_| HashBusy)
+        rx.await.map_err(|_| HashBusy)
     }
 }
 

@@ -4,6 +4,7 @@ mod cli;
 mod docs;
 mod helpers;
 mod hls;
+mod hostile;
 mod hostile_media;
 mod http;
 mod library;
