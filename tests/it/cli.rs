@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use crate::helpers::{stderr, stdout, veza};
+use crate::helpers::{run_with_stdin, stderr, stdout, veza};
 
 fn config_check(
     dir: &std::path::Path,
@@ -271,4 +271,124 @@ fn version_flag_prints_the_version() {
 
 fn rusqlite_open(p: &std::path::Path) -> rusqlite::Connection {
     rusqlite::Connection::open(p).unwrap()
+}
+
+#[test]
+fn commands_never_create_a_database_and_say_where_they_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["admin", "list"],
+        vec!["jobs", "list"],
+        vec!["jobs", "retry", "1"],
+        vec!["token", "create", "--username", "a", "--name", "n"],
+        vec!["import", "."],
+    ] {
+        let out = veza(dir.path()).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(66), "{args:?}: {}", stderr(&out));
+        let msg = stderr(&out);
+        assert!(
+            msg.contains("veza-data/veza.db") && msg.contains("VEZA_DATA_DIR"),
+            "{msg}"
+        );
+        assert!(
+            !dir.path().join("veza-data").exists(),
+            "{args:?} created the data dir"
+        );
+    }
+    // Pointed elsewhere with VEZA_DATA_DIR, the message names that place.
+    let out = veza(dir.path())
+        .args(["admin", "list"])
+        .env("VEZA_DATA_DIR", "/nonexistent/lib/veza")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(66));
+    assert!(stderr(&out).contains("/nonexistent/lib/veza/veza.db"));
+}
+
+#[test]
+fn cli_output_is_plain_aligned_and_available_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let migrated = veza(dir.path()).arg("migrate").output().unwrap();
+    assert!(migrated.status.success());
+    // No colour codes and no migration library lines when stderr is a pipe.
+    let err = stderr(&migrated);
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+    assert!(!err.to_lowercase().contains("applying migration"), "{err}");
+    for (name, role) in [("root", "admin"), ("a-much-longer-name", "editor")] {
+        let out = run_with_stdin(
+            dir.path(),
+            &[
+                "admin",
+                "create",
+                "--username",
+                name,
+                "--role",
+                role,
+                "--password-stdin",
+            ],
+            "long-enough-password\n",
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(!stderr(&out).contains('\u{1b}'));
+    }
+    let table = veza(dir.path()).args(["admin", "list"]).output().unwrap();
+    let text = stdout(&table);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    // Every row's ROLE column starts where its header does.
+    let col = lines[0].find("ROLE").unwrap();
+    for l in &lines[1..] {
+        let role = &l[col..];
+        assert!(
+            role.starts_with("admin") || role.starts_with("editor"),
+            "{text}"
+        );
+        assert!(l.ends_with("never"), "{text}");
+    }
+    let json = veza(dir.path())
+        .args(["admin", "list", "--json"])
+        .output()
+        .unwrap();
+    let users: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(users.as_array().unwrap().len(), 2);
+    assert!(users[0]["username"].is_string());
+    let jobs = veza(dir.path())
+        .args(["jobs", "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(jobs.status.success(), "{}", stderr(&jobs));
+    let jobs: serde_json::Value = serde_json::from_slice(&jobs.stdout).unwrap();
+    assert!(jobs.as_array().unwrap().is_empty());
+}
+
+#[cfg(unix)]
+#[test]
+fn the_data_dir_is_private_and_an_old_install_is_tightened() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("veza-data");
+    let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert!(veza(dir.path()).arg("migrate").status().unwrap().success());
+    assert_eq!(mode(&data), 0o750);
+    assert_eq!(mode(&data.join("veza.db")), 0o600);
+    assert_eq!(mode(&data.join("tmp")), 0o700);
+    assert_eq!(mode(&data.join("work")), 0o700);
+    for f in ["veza.db-wal", "veza.db-shm"] {
+        if data.join(f).exists() {
+            assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+        }
+    }
+    // An install made before: world-readable database, open folder.
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(data.join("veza.db"), fs::Permissions::from_mode(0o644)).unwrap();
+    let (mut child, _addr) = crate::helpers::serve_binary(dir.path(), &[]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(mode(&data), 0o750);
+    assert_eq!(mode(&data.join("veza.db")), 0o600);
+    for f in ["veza.db-wal", "veza.db-shm"] {
+        if data.join(f).exists() {
+            assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+        }
+    }
 }

@@ -243,22 +243,35 @@ pub fn promtool_check_metrics(text: &str) {
     );
 }
 
+/// Runs the real binary in `home` with `args`, writing `stdin` to it; its output.
+pub fn run_with_stdin(home: &Path, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = veza(home)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// With the real binary in `home`: creates the admin `root` and an API token for them; returns
 /// the token.
 pub fn cli_admin_token(home: &Path) -> String {
-    use std::io::Write;
     migrate(home);
-    let made = veza(home)
-        .args(["admin", "create", "--username", "root", "--password-stdin"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    made.stdin
-        .as_ref()
-        .unwrap()
-        .write_all(b"root-password-1\n")
-        .unwrap();
-    assert!(made.wait_with_output().unwrap().status.success());
+    let made = run_with_stdin(
+        home,
+        &["admin", "create", "--username", "root", "--password-stdin"],
+        "root-password-1\n",
+    );
+    assert!(made.status.success(), "{}", stderr(&made));
     let tok = veza(home)
         .args(["token", "create", "--username", "root", "--name", "t"])
         .output()

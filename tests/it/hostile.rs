@@ -10,8 +10,7 @@ use serde_json::{Value, json};
 use veza::accounts::Role;
 
 use crate::helpers::{
-    TestApp, assert_envelope, create_user, serve_binary, spawn_app, spawn_app_with,
-    user_with_token, veza,
+    TestApp, assert_envelope, create_user, serve_binary, spawn_app, spawn_app_with, user_with_token,
 };
 
 /// Resident memory of a process, in KiB.
@@ -107,17 +106,12 @@ async fn a_setup_flood_is_refused_before_hashing_and_memory_stays_flat() {
 async fn password_checks_run_in_a_bounded_pool_and_the_overflow_gets_503() {
     let home = tempfile::tempdir().unwrap();
     crate::helpers::migrate(home.path());
-    let mut made = veza(home.path())
-        .args(["admin", "create", "--username", "root", "--password-stdin"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    made.stdin
-        .take()
-        .unwrap()
-        .write_all(b"root-password-1\n")
-        .unwrap();
-    assert!(made.wait().unwrap().success());
+    let made = crate::helpers::run_with_stdin(
+        home.path(),
+        &["admin", "create", "--username", "root", "--password-stdin"],
+        "root-password-1\n",
+    );
+    assert!(made.status.success());
     let cfg = config_file(
         home.path(),
         "[auth]\nlogin_attempts_per_min = 10000\nhash_concurrency = 2\nhash_queue = 4\n",
