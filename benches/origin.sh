@@ -34,6 +34,7 @@ trap cleanup EXIT
 # --- veza with one packaged track --------------------------------------------------------
 export VEZA_DATA_DIR="$tmp/data" VEZA_LOG__LEVEL=warn
 vport=$(free_port)
+"$VEZA" migrate >/dev/null
 "$VEZA" admin create --username bench --password-stdin <<<"bench-password-123" >/dev/null
 token=$("$VEZA" token create --username bench --name bench | grep -o 'vz_[A-Za-z0-9_-]*' | head -1)
 # The anonymous per-IP limit would turn a one-machine load test into 429s.

@@ -1614,6 +1614,23 @@ mod tests {
     }
 
     #[test]
+    fn a_short_origin_secret_and_a_bad_proxy_are_refused() {
+        let e = from_toml_str("[cdn.bunny]\norigin_secret = \"hunter2\"").unwrap_err();
+        assert!(e.to_string().starts_with("cdn.bunny.origin_secret"), "{e}");
+        assert!(from_toml_str("[cdn.bunny]\norigin_secret = \"0123456789abcdef\"").is_ok());
+        let e = from_toml_str("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]").unwrap_err();
+        assert!(e.to_string().starts_with("server.trusted_proxies"), "{e}");
+        let c = from_toml_str("[server]\ntrusted_proxies = [\"10.1.2.3/8\", \"::1\"]").unwrap();
+        let nets: Vec<String> = c
+            .server
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(nets, ["10.0.0.0/8", "::1/128"]);
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let e = from_toml_str("[server]\nlisten_addr = \"x\"").unwrap_err();
         assert!(e.to_string().starts_with("server.listen_addr"), "{e}");

@@ -601,7 +601,44 @@ fn strong_match(header: &str, etag: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        /// Whatever a client sends as `Range`, parsing never panics and a range that resolves
+        /// lies inside the object, in order.
+        #[test]
+        fn any_range_header_parses_safely(
+            raw in proptest::collection::vec(any::<u8>(), 0..40),
+            size in 0u64..10_000,
+            shaped in any::<bool>(),
+            a in any::<u64>(),
+            b in any::<u64>(),
+        ) {
+            let text = if shaped {
+                format!("bytes={a}-{b}")
+            } else {
+                String::from_utf8_lossy(&raw).into_owned()
+            };
+            if let Some(r) = parse_range(&text)
+                && let Some((start, end)) = r.resolve(size)
+            {
+                prop_assert!(start <= end && end < size, "{text} on {size}: {start}-{end}");
+            }
+        }
+
+        /// Arbitrary `/media/` tails never panic the target and object parsers.
+        #[test]
+        fn any_media_tail_parses_safely(raw in proptest::collection::vec(any::<u8>(), 0..120)) {
+            let tail = String::from_utf8_lossy(&raw);
+            if let Some(t) = split_target(&tail) {
+                let _ = Object::parse(&t.path);
+            }
+        }
+    }
 
     const SHA: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     const ID: &str = "0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b";
