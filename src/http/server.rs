@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use warp::{Filter, Reply};
@@ -84,7 +84,7 @@ pub async fn serve<F, R>(
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             metrics.connection_refused();
-            tokio::spawn(refuse(stream));
+            refuse(stream);
             continue;
         };
         let watcher = graceful.watcher();
@@ -137,13 +137,11 @@ pub async fn serve<F, R>(
     graceful.shutdown().await;
 }
 
-/// Over the cap: a short 503 so proxies and clients see why, then close.
-async fn refuse(mut stream: TcpStream) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        let _ = stream.write_all(REFUSED).await;
-        let _ = stream.shutdown().await;
-    })
-    .await;
+/// Over the cap: a short 503 so proxies and clients see why, then close at once. One
+/// non-blocking write into a fresh socket's empty send buffer; nothing waits, so a connection
+/// flood past the cap holds no task and no descriptor beyond this call.
+fn refuse(stream: TcpStream) {
+    let _ = stream.try_write(REFUSED);
 }
 
 /// `EMFILE` and friends: wait a little for descriptors to free up instead of spinning.
