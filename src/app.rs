@@ -105,7 +105,7 @@ impl App {
         }
         // Uploads spool here before they are probed; only this process writes it, so
         // whatever is left at start was cut off by a crash.
-        let spool = config.data_dir.join("tmp");
+        let spool = crate::datadir::spool_dir(&config.data_dir);
         match crate::library::ingest::sweep_spool(&spool) {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "removed partial uploads left by a crash"),

@@ -327,7 +327,7 @@ fn import(
             db,
             store,
             ffprobe: cfg.hls.ffprobe.clone(),
-            spool_dir: cfg.data_dir.join("tmp"),
+            spool_dir: crate::datadir::spool_dir(&cfg.data_dir),
             package_attempts: cfg.hls.enabled.then_some(cfg.jobs.max_attempts),
             queue: None,
         };

@@ -12,6 +12,16 @@ pub const SPOOL_DIR: &str = "tmp";
 /// HLS packaging writes here.
 pub const WORK_DIR: &str = "work";
 
+/// The upload spool of a data dir.
+pub fn spool_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join(SPOOL_DIR)
+}
+
+/// The packaging work root of a data dir.
+pub fn work_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join(WORK_DIR)
+}
+
 const DIR_MODE: u32 = 0o750;
 const PRIVATE_DIR_MODE: u32 = 0o700;
 const DB_MODE: u32 = 0o600;
@@ -22,8 +32,8 @@ const DB_MODE: u32 = 0o600;
 pub fn prepare(data_dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut tightened = Vec::new();
     ensure_dir(data_dir, DIR_MODE, &mut tightened)?;
-    for d in [SPOOL_DIR, WORK_DIR] {
-        ensure_dir(&data_dir.join(d), PRIVATE_DIR_MODE, &mut tightened)?;
+    for d in [spool_dir(data_dir), work_dir(data_dir)] {
+        ensure_dir(&d, PRIVATE_DIR_MODE, &mut tightened)?;
     }
     let db = data_dir.join(DB_FILE);
     if !db.exists() {

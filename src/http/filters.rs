@@ -207,7 +207,9 @@ where
             Err(_) => Some((
                 Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("the request body sent nothing for {} s", idle.as_secs()),
+                    Stalled {
+                        secs: idle.as_secs(),
+                    },
                 )),
                 (body, true),
             )),
@@ -215,16 +217,17 @@ where
     })
 }
 
+/// What [`stall_limited`] ends a body with, inside an `io::Error` (multer carries it through).
+#[derive(Debug, thiserror::Error)]
+#[error("the request body sent nothing for {secs} s")]
+struct Stalled {
+    secs: u64,
+}
+
 /// A body read error as the client sees it: 408 for a stall, else 400.
 pub(crate) fn body_error(e: io::Error) -> ApiError {
-    if e.kind() == io::ErrorKind::TimedOut {
-        // The message carries the number of seconds; the variant wants it back.
-        let secs = e
-            .to_string()
-            .split_whitespace()
-            .find_map(|w| w.parse().ok())
-            .unwrap_or(0);
-        ApiError::BodyTimeout { secs }
+    if let Some(Stalled { secs }) = e.get_ref().and_then(|i| i.downcast_ref::<Stalled>()) {
+        ApiError::BodyTimeout { secs: *secs }
     } else {
         ApiError::BadRequest {
             code: "body_read_failed",

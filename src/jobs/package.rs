@@ -32,7 +32,7 @@ pub fn new_job(id: &TrackId) -> NewJob {
 
 /// Where job work dirs live: only this process writes there, so start-up clears it.
 pub fn work_root(data_dir: &Path) -> PathBuf {
-    data_dir.join("work")
+    crate::datadir::work_dir(data_dir)
 }
 
 /// Removes what a crash left in the work root.

@@ -192,7 +192,7 @@ fn ingest(s: &AppState) -> Ingest {
         db: s.db.clone(),
         store: s.store.clone(),
         ffprobe: s.config.hls.ffprobe.clone(),
-        spool_dir: s.config.data_dir.join("tmp"),
+        spool_dir: crate::datadir::spool_dir(&s.config.data_dir),
         package_attempts: s.config.hls.enabled.then_some(s.config.jobs.max_attempts),
         queue: Some(s.jobs.clone()),
     }
@@ -278,7 +278,8 @@ where
                 file_name = field.file_name().unwrap_or("upload").to_owned();
                 let g = guard.clone();
                 let field = field.inspect(move |_| g.yielded());
-                let spooled = spool(field, &s.config.data_dir.join("tmp"), limit)
+                let spool_dir = crate::datadir::spool_dir(&s.config.data_dir);
+                let spooled = spool(field, &spool_dir, limit)
                     .await
                     .map_err(ApiError::from)?;
                 file = Some(spooled);
