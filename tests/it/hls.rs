@@ -336,23 +336,27 @@ async fn with_hls_disabled_a_track_is_ready_with_its_original_and_no_job() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_corrupt_original_fails_retries_with_backoff_then_dies_and_can_be_retried() {
+/// In `data`: an editor's uploaded `secs`-long tone whose packaging job (with `max_attempts`)
+/// waits, and whose stored original is then overwritten with junk. The app is stopped; the
+/// caller starts its own on `data` with ffmpeg. Returns the editor's token and the track id.
+pub(crate) async fn track_with_damaged_original(
+    data: &Path,
+    secs: u32,
+    max_attempts: u32,
+) -> (String, String) {
     let fx = tempfile::tempdir().unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let data = home.path().join("veza-data");
-    let (d1, d2) = (data.clone(), data.clone());
-    // First without ffmpeg, so the job waits while the stored original is damaged.
+    let d = data.to_owned();
+    // Without ffmpeg, so the job waits while the stored original is damaged.
     let app = spawn_app_with(move |c| {
-        c.data_dir = d1.clone();
-        c.storage.local_root = d1.join("blobs");
+        c.data_dir = d.clone();
+        c.storage.local_root = d.join("blobs");
         c.hls.ffmpeg = "/nonexistent/ffmpeg".into();
         // A job keeps the attempt budget it was enqueued with.
-        c.jobs.max_attempts = 3;
+        c.jobs.max_attempts = max_attempts;
     })
     .await;
     let (_, ed) = user_with_token(&app, "ed", Role::Editor).await;
-    let t = upload(&app, &ed, &tone(fx.path(), "a.mp3", 4, 128)).await;
+    let t = upload(&app, &ed, &tone(fx.path(), "a.mp3", secs, 128)).await;
     let id = t["id"].as_str().unwrap().to_owned();
     let sha = t["sha256"].as_str().unwrap().to_owned();
     app.stop().await;
@@ -365,6 +369,15 @@ async fn a_corrupt_original_fails_retries_with_backoff_then_dies_and_can_be_retr
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     std::fs::write(&original, junk).unwrap();
+    (ed, id)
+}
+
+#[tokio::test]
+async fn a_corrupt_original_fails_retries_with_backoff_then_dies_and_can_be_retried() {
+    let home = tempfile::tempdir().unwrap();
+    let data = home.path().join("veza-data");
+    let d2 = data.clone();
+    let (ed, id) = track_with_damaged_original(&data, 4, 3).await;
 
     let app = spawn_app_with(move |c| {
         c.data_dir = d2.clone();

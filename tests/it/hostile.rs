@@ -57,6 +57,26 @@ fn config_file(home: &Path, body: &str) -> String {
     p.display().to_string()
 }
 
+/// POSTs every body to `url` at once; each answer's status and whether it has `retry-after`.
+async fn flood(client: &reqwest::Client, url: &str, bodies: Vec<Value>) -> Vec<(u16, bool)> {
+    let mut set = tokio::task::JoinSet::new();
+    for body in bodies {
+        let (client, url) = (client.clone(), url.to_owned());
+        set.spawn(async move {
+            let r = client.post(url).json(&body).send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.headers().get("retry-after").is_some(),
+            )
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(r) = set.join_next().await {
+        out.push(r.unwrap());
+    }
+    out
+}
+
 #[tokio::test]
 async fn a_setup_flood_is_refused_before_hashing_and_memory_stays_flat() {
     let home = tempfile::tempdir().unwrap();
@@ -69,22 +89,11 @@ async fn a_setup_flood_is_refused_before_hashing_and_memory_stays_flat() {
     let before = rss_kib(pid);
     let mut statuses = std::collections::BTreeMap::new();
     for _round in 0..4 {
-        let mut set = tokio::task::JoinSet::new();
-        for i in 0..64 {
-            let (client, url) = (client.clone(), url.clone());
-            set.spawn(async move {
-                client
-                    .post(url)
-                    .json(&json!({"token": format!("guess-{i}"), "username": "root", "password": "a-long-password"}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-                    .as_u16()
-            });
-        }
-        while let Some(s) = set.join_next().await {
-            *statuses.entry(s.unwrap()).or_insert(0) += 1;
+        let guesses = (0..64)
+            .map(|i| json!({"token": format!("guess-{i}"), "username": "root", "password": "a-long-password"}))
+            .collect();
+        for (status, _) in flood(&client, &url, guesses).await {
+            *statuses.entry(status).or_insert(0) += 1;
         }
     }
     let after = rss_kib(pid);
@@ -121,37 +130,22 @@ async fn password_checks_run_in_a_bounded_pool_and_the_overflow_gets_503() {
     let client = reqwest::Client::new();
     let _ = client.get(format!("http://{addr}/healthz")).send().await;
     let before = rss_kib(pid);
-    let flood = || async {
-        let mut set = tokio::task::JoinSet::new();
-        for _ in 0..64 {
-            let client = client.clone();
-            let url = format!("http://{addr}/api/v1/auth/login");
-            set.spawn(async move {
-                let r = client
-                    .post(url)
-                    .json(&json!({"username": "root", "password": "wrong-password"}))
-                    .send()
-                    .await
-                    .unwrap();
-                (
-                    r.status().as_u16(),
-                    r.headers().get("retry-after").is_some(),
-                )
-            });
-        }
-        let (mut wrong, mut busy) = (0, 0);
-        while let Some(r) = set.join_next().await {
-            match r.unwrap() {
-                (401, _) => wrong += 1,
+    let url = format!("http://{addr}/api/v1/auth/login");
+    let logins = || async {
+        let wrong = json!({"username": "root", "password": "wrong-password"});
+        let (mut checked, mut busy) = (0, 0);
+        for answer in flood(&client, &url, vec![wrong; 64]).await {
+            match answer {
+                (401, _) => checked += 1,
                 (503, true) => busy += 1,
                 other => panic!("unexpected {other:?}"),
             }
         }
-        (wrong, busy)
+        (checked, busy)
     };
-    let (wrong, busy) = flood().await;
+    let (wrong, busy) = logins().await;
     let after_one = rss_kib(pid);
-    let (wrong2, busy2) = flood().await;
+    let (wrong2, busy2) = logins().await;
     let after_two = rss_kib(pid);
     eprintln!(
         "login floods: 64 at once, {wrong}+{wrong2} checked, {busy}+{busy2} refused busy; RSS {before} KiB -> {after_one} KiB -> {after_two} KiB"

@@ -245,29 +245,10 @@ async fn a_client_that_goes_away_takes_its_ffprobe_with_it() {
 /// admins (`last_error`): ffmpeg's message quotes its input, which lives in the data dir.
 #[tokio::test]
 async fn a_failed_packaging_names_no_server_path() {
-    let fx = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
     let data = home.path().join("veza-data");
-    let (d1, d2) = (data.clone(), data.clone());
-    // First without ffmpeg, so the job waits while the stored original is damaged.
-    let app = spawn_app_with(move |c| {
-        c.data_dir = d1.clone();
-        c.storage.local_root = d1.join("blobs");
-        c.hls.ffmpeg = "/nonexistent/ffmpeg".into();
-        c.jobs.max_attempts = 1;
-    })
-    .await;
-    let (_, ed) = user_with_token(&app, "ed", Role::Editor).await;
-    let t = upload(&app, &ed, &tone(fx.path(), "a.mp3", 2, 128)).await;
-    let id = t["id"].as_str().unwrap().to_owned();
-    let sha = t["sha256"].as_str().unwrap();
-    let original = data
-        .join("blobs/originals")
-        .join(&sha[..2])
-        .join(&sha[2..4])
-        .join(format!("{sha}.mp3"));
-    app.stop().await;
-    std::fs::write(&original, vec![0x5a_u8; 64 * 1024]).unwrap();
+    let d2 = data.clone();
+    let (ed, id) = crate::hls::track_with_damaged_original(&data, 2, 1).await;
 
     let app = spawn_app_with(move |c| {
         c.data_dir = d2.clone();
