@@ -1,0 +1,49 @@
+//! `veza import`: a folder of audio files into the library.
+
+use super::error::CliError;
+use super::open_db;
+use crate::config;
+
+/// `veza import`: exit 0 when nothing failed, 1 otherwise.
+pub(super) fn import(
+    cfg: &config::Config,
+    dir: &std::path::Path,
+    visibility: &str,
+    dry_run: bool,
+) -> Result<(), CliError> {
+    if !dir.is_dir() {
+        return Err(CliError::Input(format!(
+            "{} is not a folder",
+            dir.display()
+        )));
+    }
+    let visibility = visibility.parse().map_err(CliError::Input)?;
+    let db = open_db(cfg)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let summary = rt.block_on(async {
+        let store = crate::storage::BlobStore::open(&cfg.storage)
+            .await
+            .map_err(|e| CliError::Import(e.to_string()))?;
+        let ingest = crate::library::ingest::Ingest {
+            db,
+            store,
+            ffprobe: cfg.hls.ffprobe.clone(),
+            spool_dir: crate::datadir::spool_dir(&cfg.data_dir),
+            package_attempts: cfg.hls.enabled.then_some(cfg.jobs.max_attempts),
+            queue: None,
+        };
+        crate::library::import::run(&ingest, dir, visibility, dry_run)
+            .await
+            .map_err(|e| CliError::Import(e.to_string()))
+    })?;
+    if summary.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Import(format!(
+            "{} files failed",
+            summary.failed.len()
+        )))
+    }
+}
