@@ -18,39 +18,10 @@ use std::time::{Duration, Instant};
 use prometheus::IntCounter;
 
 use crate::config::CacheConfig;
-use crate::library::TrackAccess;
-use crate::metrics::Metrics;
+use crate::library::{OwnerKey, TrackAccess};
+use crate::metrics::{CacheSubsystem as Subsystem, Metrics};
 use crate::signing::SignedUrl;
 use crate::storage::ObjectMeta;
-
-/// What a cache serves: the `subsystem` label of `veza_cache_{hits,misses}_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Subsystem {
-    /// Signed stream URLs, reused while most of their lifetime is left.
-    StreamUrl,
-    /// Track access facts (status, visibility, keys) for `/media/` and the stream API.
-    Metadata,
-    /// Size and ETag of immutable (content-addressed) blobs, for HEAD and revalidations.
-    BlobHead,
-}
-
-impl Subsystem {
-    /// Every subsystem, for pre-zeroed series.
-    pub const ALL: [Subsystem; 3] = [
-        Subsystem::StreamUrl,
-        Subsystem::Metadata,
-        Subsystem::BlobHead,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Subsystem::StreamUrl => "stream_url",
-            Subsystem::Metadata => "metadata",
-            Subsystem::BlobHead => "blob_head",
-        }
-    }
-}
 
 /// A value and when, under which generation, it was stored.
 #[derive(Clone)]
@@ -137,22 +108,6 @@ where
             c.clear();
         }
     }
-}
-
-/// How an object names the tracks that own it (the key of the metadata cache).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum OwnerKey {
-    /// `tracks/{id}/…` and the stream API: one track by id.
-    Track(String),
-    /// `originals/…`: the track with this SHA-256 and original key.
-    Original {
-        /// The content hash in the key.
-        sha256: String,
-        /// The whole blob key.
-        key: String,
-    },
-    /// `covers/…`: every track using this cover key.
-    Cover(String),
 }
 
 /// The stream-URL cache key: the same track, kind and (when tokens are IP-bound) viewer.

@@ -48,6 +48,18 @@ pub fn prepare(data_dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(tightened)
 }
 
+/// Empties the packaging work root (what a crash left there; only this process writes it) and
+/// recreates it 0700.
+pub fn sweep_work(data_dir: &Path) -> io::Result<()> {
+    let root = work_dir(data_dir);
+    match std::fs::remove_dir_all(&root) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    private_dir(&root)
+}
+
 /// Creates a private (0700) folder, or tightens an existing one.
 pub fn private_dir(path: &Path) -> io::Result<()> {
     ensure_dir(path, PRIVATE_DIR_MODE, &mut Vec::new())

@@ -291,6 +291,24 @@ impl From<crate::library::LibraryError> for ApiError {
     }
 }
 
+impl From<crate::tracks::TrackError> for ApiError {
+    fn from(e: crate::tracks::TrackError) -> ApiError {
+        use crate::tracks::TrackError as T;
+        match e {
+            T::Library(e) => e.into(),
+            // The library API and the stream API say nothing about tracks a caller may not see.
+            T::Hidden(_) => ApiError::NotFound,
+            T::TakenDown => ApiError::TakenDown,
+            T::Conflict { code, message } => ApiError::Conflict { code, message },
+            T::HlsNotReady => ApiError::Conflict {
+                code: "hls_not_ready",
+                message: "this track has no HLS renditions yet; ask for format=original, or retry once it is packaged".into(),
+            },
+            T::Signing(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::jobs::JobError> for ApiError {
     fn from(e: crate::jobs::JobError) -> ApiError {
         use crate::jobs::JobError as J;

@@ -22,6 +22,7 @@ pub mod signing;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
+pub mod tracks;
 pub mod version;
 
 pub use app::App;

@@ -39,6 +39,8 @@ pub struct AppState {
     pub stream_limit: Arc<KeyedLimiter<IpAddr>>,
     /// Track metadata, stream-URL and blob-head caches.
     pub caches: Arc<Caches>,
+    /// The track service: every track change and access decision.
+    pub tracks: crate::tracks::TrackService,
     /// The last `/readyz` check (`server.readyz_check_secs`).
     pub ready: Arc<crate::http::ops::ReadyCache>,
 }

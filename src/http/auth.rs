@@ -43,6 +43,14 @@ pub struct Principal {
 
 /// The caller, or `None` for anonymous. A bearer token that is present but invalid, revoked or
 /// expired is a 401, never a silent downgrade to anonymous.
+/// The track-access viewer a caller is: a member when signed in, else anonymous.
+pub(crate) fn viewer_of(who: &Option<Principal>) -> crate::tracks::Viewer {
+    match who {
+        Some(_) => crate::tracks::Viewer::Member,
+        None => crate::tracks::Viewer::Anonymous,
+    }
+}
+
 pub(crate) fn viewer(
     s: &AppState,
 ) -> impl Filter<Extract = (Option<Principal>,), Error = Rejection> + Clone + use<> {

@@ -20,16 +20,16 @@ use warp::path::Tail;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use crate::cache::OwnerKey;
 use crate::clock::now;
 use crate::error::ApiError;
 use crate::http::filters::{client_ip, with_state};
 use crate::http::route;
-use crate::library::{Status, TrackAccess, TrackId, Visibility, store};
+use crate::library::{OwnerKey, Status, TrackAccess, TrackId};
 use crate::signing::bunny::{self, BunnyVerifyError};
 use crate::signing::local::LocalVerifyError;
 use crate::state::AppState;
 use crate::storage::{BlobKey, ByteRange, ObjectMeta, StoreError};
+use crate::tracks::{Purpose, Verdict, Viewer, may_view};
 
 /// The request header a CDN edge rule adds to origin pulls; its value is
 /// `cdn.bunny.origin_secret`.
@@ -120,7 +120,9 @@ async fn serve(req: &MediaRequest, s: &AppState) -> Result<Response, Failure> {
     let object = Object::parse(&target.path).ok_or((ApiError::NotFound, None))?;
     let access = authenticate(req, s, &target).map_err(|e| (e, None))?;
 
-    let owners = store::owners_cached(&s.db, &s.caches, object.owner.clone())
+    let owners = s
+        .tracks
+        .owners(object.owner.clone())
         .await
         .map_err(|e| (ApiError::from(e), None))?;
     let tags = cdn_tags(&owners);
@@ -128,10 +130,10 @@ async fn serve(req: &MediaRequest, s: &AppState) -> Result<Response, Failure> {
         return Err((verdict(&owners), tags));
     };
     let content_type = object.content_type(&chosen.content_type);
-    // Bytes only private tracks own must not sit in shared caches for a year.
-    let private = !owners
-        .iter()
-        .any(|o| o.status != Status::TakenDown && o.visibility != Visibility::Private);
+    // Bytes no anonymous viewer may play must not sit in shared caches for a year.
+    let private = !owners.iter().any(|o| {
+        may_view(Viewer::Anonymous, o.visibility, o.status, Purpose::Play) == Verdict::Allowed
+    });
     let cache_control = object.cache_control(private);
     send(req, s, &object, content_type, cache_control, tags.clone())
         .await
@@ -406,8 +408,10 @@ fn choose<'a>(
     object: &Object,
 ) -> Option<&'a TrackAccess> {
     owners.iter().find(|o| {
-        o.status != Status::TakenDown
-            && (o.visibility != Visibility::Private || private_ok(access, object, &o.id))
+        let viewer = Viewer::Signed {
+            grant: private_ok(access, object, &o.id),
+        };
+        may_view(viewer, o.visibility, o.status, Purpose::Play) == Verdict::Allowed
     })
 }
 
@@ -604,6 +608,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::library::Visibility;
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(1024))]

@@ -1,19 +1,17 @@
 //! The durable job queue: background work (HLS packaging, CDN purges) recorded in SQLite so
 //! that no job is lost to a crash. Types here; SQL in `store.rs`; the worker pool (claim with a
 //! lease, heartbeat, retry with backoff, graceful shutdown) in `worker.rs`; what each kind of
-//! job does in `package.rs` and `purge.rs`.
+//! job does is the track service's (`tracks::package`, `tracks::purge`), behind [`Runner`].
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub mod package;
-pub mod purge;
 pub mod store;
 pub mod worker;
 
-pub use worker::{HlsAvailability, Queue};
+pub use worker::{HlsAvailability, JobCtx, JobFailure, Queue, Runner, WorkerDeps};
 
 /// Why a job-queue operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -181,6 +179,17 @@ pub struct NewJob {
     pub track_id: Option<String>,
     /// Kind-specific parameters.
     pub payload: serde_json::Value,
+}
+
+impl NewJob {
+    /// Package a track as HLS.
+    pub fn package_hls(track_id: &str) -> NewJob {
+        NewJob {
+            kind: JobKind::PackageHls,
+            track_id: Some(track_id.to_owned()),
+            payload: serde_json::json!({}),
+        }
+    }
 }
 
 #[cfg(test)]

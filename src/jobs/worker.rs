@@ -12,10 +12,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::store::{self, Claim};
-use super::{Job, JobError, JobKind, package, purge};
+use super::{Job, JobError, JobKind};
 use crate::clock;
 use crate::config::{Config, HlsConfig, JobsConfig};
-use crate::state::AppState;
+use crate::db::Db;
+use crate::metrics::Metrics;
 
 /// How often an idle worker looks for due jobs (other processes, such as `veza import`, add
 /// jobs without a way to wake this one).
@@ -214,6 +215,34 @@ impl JobCtx {
 }
 
 /// The running worker pool.
+/// What each kind of job does. The worker pool claims, leases and records; the track service
+/// implements the work, so this module never imports the domain that runs on it.
+pub trait Runner: Send + Sync + 'static {
+    /// Runs one attempt of `job`.
+    fn run<'a>(&'a self, job: &'a Job, ctx: &'a JobCtx) -> BoxFuture<'a, Result<(), JobFailure>>;
+    /// An attempt failed and the job will be retried.
+    fn failed_attempt<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, ()>;
+    /// The job is dead: out of attempts, or its worker vanished on the last one.
+    fn gave_up<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, ()>;
+}
+
+/// What the worker pool needs: no HTTP state, no limiters.
+#[derive(Clone)]
+pub struct WorkerDeps {
+    /// Validated configuration (`jobs`, `hls`).
+    pub config: Arc<Config>,
+    /// SQLite.
+    pub db: Db,
+    /// The queue handle (wake-ups, lease owner, HLS availability).
+    pub jobs: Queue,
+    /// Job counters and gauges.
+    pub metrics: Metrics,
+    /// The work itself.
+    pub runner: Arc<dyn Runner>,
+}
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 pub struct Workers {
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -231,7 +260,15 @@ impl Workers {
 }
 
 /// Starts `jobs.workers` workers and the housekeeping task (gauges, ffmpeg re-detection).
-pub fn start(state: AppState) -> Workers {
+pub fn start(state: WorkerDeps) -> Workers {
+    for kind in JobKind::ALL {
+        for outcome in crate::metrics::JOB_OUTCOMES {
+            state
+                .metrics
+                .jobs
+                .with_label_values(&[kind.as_str(), outcome]);
+        }
+    }
     let cancel = CancellationToken::new();
     let mut tasks = Vec::new();
     for n in 0..state.config.jobs.workers {
@@ -241,10 +278,10 @@ pub fn start(state: AppState) -> Workers {
     Workers { cancel, tasks }
 }
 
-async fn housekeeping(s: AppState, cancel: CancellationToken) {
+async fn housekeeping(s: WorkerDeps, cancel: CancellationToken) {
     let mut last_detect = Instant::now();
     loop {
-        refresh_gauges(&s).await;
+        refresh_gauges(&s.db, &s.jobs, &s.metrics).await;
         let hls = s.jobs.hls();
         if hls.enabled && !hls.available && last_detect.elapsed() >= REDETECT_EVERY {
             last_detect = Instant::now();
@@ -261,20 +298,18 @@ async fn housekeeping(s: AppState, cancel: CancellationToken) {
 }
 
 /// Updates `veza_jobs_queued`, `veza_jobs_dead` and `veza_hls_available`.
-pub async fn refresh_gauges(s: &AppState) {
-    s.metrics
-        .hls_available
-        .set(i64::from(s.jobs.hls().available));
-    match s.db.call(|c| store::backlog(c)).await {
+pub async fn refresh_gauges(db: &Db, jobs: &Queue, metrics: &Metrics) {
+    metrics.hls_available.set(i64::from(jobs.hls().available));
+    match db.call(|c| store::backlog(c)).await {
         Ok((queued, dead)) => {
-            s.metrics.jobs_queued.set(queued);
-            s.metrics.jobs_dead.set(dead);
+            metrics.jobs_queued.set(queued);
+            metrics.jobs_dead.set(dead);
         }
         Err(e) => tracing::warn!(error = %e, "could not count jobs"),
     }
 }
 
-async fn worker(s: AppState, n: usize, cancel: CancellationToken) {
+async fn worker(s: WorkerDeps, n: usize, cancel: CancellationToken) {
     tracing::debug!(worker = n, "job worker started");
     loop {
         if cancel.is_cancelled() {
@@ -315,7 +350,7 @@ async fn worker(s: AppState, n: usize, cancel: CancellationToken) {
     }
 }
 
-async fn run(s: &AppState, job: Job, shutdown: &CancellationToken) {
+async fn run(s: &WorkerDeps, job: Job, shutdown: &CancellationToken) {
     let span = tracing::info_span!("job", id = job.id, kind = %job.kind, attempt = job.attempts);
     let ctx = JobCtx {
         cancel: shutdown.child_token(),
@@ -384,11 +419,11 @@ async fn run(s: &AppState, job: Job, shutdown: &CancellationToken) {
         .job_duration
         .with_label_values(&[kind])
         .observe(secs);
-    refresh_gauges(s).await;
+    refresh_gauges(&s.db, &s.jobs, &s.metrics).await;
 }
 
 async fn record(
-    s: &AppState,
+    s: &WorkerDeps,
     f: impl FnOnce(&mut rusqlite::Connection) -> Result<bool, JobError> + Send + 'static,
 ) {
     match s.db.call(f).await {
@@ -400,7 +435,7 @@ async fn record(
     }
 }
 
-async fn heartbeat(s: AppState, id: i64, ctx: JobCtx) {
+async fn heartbeat(s: WorkerDeps, id: i64, ctx: JobCtx) {
     let every = Duration::from_secs((s.config.jobs.lease_secs / 3).max(1));
     loop {
         tokio::time::sleep(every).await;
@@ -422,23 +457,16 @@ async fn heartbeat(s: AppState, id: i64, ctx: JobCtx) {
     }
 }
 
-async fn dispatch(s: &AppState, job: &Job, ctx: &JobCtx) -> Result<(), JobFailure> {
-    match job.kind {
-        JobKind::PackageHls => package::run(s, job, ctx).await,
-        JobKind::PurgeCdn => purge::run(s, job, ctx).await,
-    }
+async fn dispatch(s: &WorkerDeps, job: &Job, ctx: &JobCtx) -> Result<(), JobFailure> {
+    s.runner.run(job, ctx).await
 }
 
-async fn failed_attempt(s: &AppState, job: &Job, error: &str) {
-    if job.kind == JobKind::PackageHls {
-        package::failed_attempt(s, job, error).await;
-    }
+async fn failed_attempt(s: &WorkerDeps, job: &Job, error: &str) {
+    s.runner.failed_attempt(job, error).await;
 }
 
-async fn gave_up(s: &AppState, job: &Job, error: &str) {
-    if job.kind == JobKind::PackageHls {
-        package::gave_up(s, job, error).await;
-    }
+async fn gave_up(s: &WorkerDeps, job: &Job, error: &str) {
+    s.runner.gave_up(job, error).await;
 }
 
 #[cfg(test)]

@@ -251,14 +251,8 @@ impl Ingest {
             .call(move |c| {
                 store::insert(c, &new, |tx| {
                     if let Some(max) = attempts {
-                        let job = crate::jobs::package::new_job(&new.id);
-                        crate::jobs::store::enqueue(tx, &job, max, now).map_err(|e| match e {
-                            crate::jobs::JobError::Db(e) => LibraryError::Db(e),
-                            other => LibraryError::Invalid {
-                                field: "job",
-                                message: other.to_string(),
-                            },
-                        })?;
+                        let job = crate::jobs::NewJob::package_hls(new.id.as_str());
+                        super::lifecycle::enqueue(tx, &job, max, now)?;
                     }
                     Ok(())
                 })

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod import;
 pub mod ingest;
+pub mod lifecycle;
 pub mod probe;
 pub mod store;
 
@@ -28,6 +29,22 @@ pub struct TrackAccess {
     pub original_key: String,
     /// Blob key of the HLS master playlist, once packaged.
     pub hls_key: Option<String>,
+}
+
+/// Which tracks own an object: the key of a [`store::owners`] lookup (and of its cache).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum OwnerKey {
+    /// `tracks/{id}/…`: the one track.
+    Track(String),
+    /// `originals/…`: the track(s) with this hash and key.
+    Original {
+        /// SHA-256 hex of the bytes.
+        sha256: String,
+        /// The blob key.
+        key: String,
+    },
+    /// `covers/…`: every track sharing the image.
+    Cover(String),
 }
 
 /// Why a library operation failed.
@@ -75,6 +92,9 @@ pub enum LibraryError {
     /// No such track.
     #[error("track not found")]
     NotFound,
+    /// A job could not be queued with the change (the change was rolled back).
+    #[error("could not queue a job: {0}")]
+    Enqueue(crate::jobs::JobError),
 }
 
 /// A track id: a UUID (v7 when Veza made it). Parsing rejects anything else, so a bad id in a
@@ -167,6 +187,14 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in life order.
+    pub const ALL: [Status; 4] = [
+        Status::Processing,
+        Status::Ready,
+        Status::Failed,
+        Status::TakenDown,
+    ];
+
     /// Stored spelling.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -6,9 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params, params_from_iter};
 
-use super::{LibraryError, Status, Track, TrackAccess, TrackId, Visibility};
-use crate::cache::{Caches, OwnerKey};
-use crate::db::Db;
+use super::{LibraryError, OwnerKey, Status, Track, TrackAccess, TrackId, Visibility};
 
 const COLS: &str = "id, title, artist, album, track_number, duration_ms, codec, bitrate_kbps, \
     sample_rate, channels, size_bytes, sha256, content_type, cover_key, visibility, status, \
@@ -463,25 +461,6 @@ pub fn owners(c: &Connection, owner: &OwnerKey) -> Result<Vec<TrackAccess>, Libr
             .query_map([key], row)?
             .collect::<Result<_, _>>()?,
     })
-}
-
-/// [`owners`] through the metadata cache. "No owner" is never cached: a track imported by
-/// another process must not stay invisible.
-pub async fn owners_cached(
-    db: &Db,
-    caches: &Caches,
-    owner: OwnerKey,
-) -> Result<std::sync::Arc<[TrackAccess]>, LibraryError> {
-    if let Some(found) = caches.metadata.get(&owner) {
-        return Ok(found);
-    }
-    let generation = caches.metadata.generation();
-    let key = owner.clone();
-    let found: std::sync::Arc<[TrackAccess]> = db.call(move |c| owners(c, &key)).await?.into();
-    if !found.is_empty() {
-        caches.metadata.insert(owner, found.clone(), generation);
-    }
-    Ok(found)
 }
 
 #[cfg(test)]

@@ -222,7 +222,7 @@ async fn uploads_become_a_content_addressed_ladder_and_a_rerun_uploads_nothing()
         .state
         .db
         .call(move |c| {
-            let job = veza::jobs::package::new_job(&id.parse().unwrap());
+            let job = veza::jobs::NewJob::package_hls(&id);
             veza::jobs::store::enqueue(c, &job, 3, veza::clock::now())
         })
         .await

@@ -205,9 +205,11 @@ async fn every_catalogued_metric_appears_with_only_catalogued_labels() {
     assert_eq!(beacon("{not json").await.unwrap().status(), 400);
 
     // The background gauges, run now rather than waiting for their timers.
-    veza::metrics::refresh::refresh_library(&app.state).await;
-    veza::metrics::refresh::scan_store(&app.state).await;
-    veza::jobs::worker::refresh_gauges(&app.state).await;
+    let gauges = veza::app::gauges::Deps::of(&app.state);
+    veza::app::gauges::refresh_library(&gauges).await;
+    veza::app::gauges::scan_store(&gauges).await;
+    let s = &app.state;
+    veza::jobs::worker::refresh_gauges(&s.db, &s.jobs, &s.metrics).await;
 
     let text = app
         .client

@@ -11,17 +11,15 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use crate::cache::{OwnerKey, StreamKey, mostly_fresh};
-use crate::clock::now;
-use crate::config::CdnProvider;
 use crate::error::ApiError;
 use crate::http::api::openapi::ErrorEnvelope;
-use crate::http::auth::{Principal, viewer};
+use crate::http::auth::{Principal, viewer, viewer_of};
 use crate::http::filters::{client_ip, with_state};
 use crate::http::route;
-use crate::library::{Status, TrackId, Visibility, store};
-use crate::signing::{SignRequest, SignedUrl};
+use crate::library::TrackId;
+use crate::signing::SignedUrl;
 use crate::state::AppState;
+use crate::tracks::StreamFormat;
 
 /// Query string of the stream route.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -73,12 +71,6 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
     )
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Hls,
-    Original,
-}
-
 fn bad_query(message: String) -> Rejection {
     warp::reject::custom(ApiError::BadRequest {
         code: "invalid_query",
@@ -117,8 +109,8 @@ async fn stream(
         .map_err(|e| warp::reject::custom(ApiError::InvalidQuery(format!("invalid query: {e}"))))?;
     let format = match p.format.as_deref() {
         None | Some("") => None,
-        Some("hls") => Some(Format::Hls),
-        Some("original") => Some(Format::Original),
+        Some("hls") => Some(StreamFormat::Hls),
+        Some("original") => Some(StreamFormat::Original),
         Some(other) => {
             return Err(bad_query(format!(
                 "format: {other:?} is not hls or original"
@@ -131,73 +123,11 @@ async fn stream(
         Some(other) => return Err(bad_query(format!("redirect: {other:?} is not 1 or 0"))),
     };
 
-    let owners = store::owners_cached(&s.db, &s.caches, OwnerKey::Track(id.as_str().to_owned()))
+    let signed = s
+        .tracks
+        .stream_url(viewer_of(&who), &id, format, ip)
         .await
         .map_err(ApiError::from)?;
-    // Private tracks do not exist for anonymous callers, as in GET /api/v1/tracks/{id}.
-    let t = owners
-        .first()
-        .filter(|t| who.is_some() || t.visibility != Visibility::Private)
-        .ok_or_else(|| warp::reject::custom(ApiError::NotFound))?;
-    if t.status == Status::TakenDown {
-        return Err(warp::reject::custom(ApiError::TakenDown));
-    }
-    let hls = match (format, &t.hls_key) {
-        (Some(Format::Hls) | None, Some(key)) => Some(key.clone()),
-        (Some(Format::Hls), None) => {
-            return Err(warp::reject::custom(ApiError::Conflict {
-                code: "hls_not_ready",
-                message: "this track has no HLS renditions yet; ask for format=original, or retry once it is packaged".into(),
-            }));
-        }
-        (Some(Format::Original) | None, _) => None,
-    };
-
-    let cfg = &s.config.cdn;
-    let issued_at = u64::try_from(now()).unwrap_or_default();
-    let mut req = SignRequest::new(String::new(), issued_at);
-    // Binding is a Bunny zone setting; the local fallback then binds the same viewer.
-    if s.cdn.is_enabled() && cfg.provider == CdnProvider::Bunny && cfg.bunny.ip_binding {
-        req.ip = Some(ip);
-    }
-    // The same URL for every viewer of a track while it is young: fewer signatures, and
-    // browsers and edges see one URL instead of one per request.
-    let cache_key = StreamKey {
-        track: t.id.clone(),
-        hls: hls.is_some(),
-        ip: req.ip,
-    };
-    let cached = s.caches.stream_url.get_if(&cache_key, |(u, signed_at)| {
-        mostly_fresh(*signed_at, u.expires_at, issued_at)
-    });
-    let signed = match cached {
-        Some((u, _)) => u,
-        None => {
-            let generation = s.caches.stream_url.generation();
-            let signed = match hls {
-                Some(master) => {
-                    req.path = format!("/{master}");
-                    // The folder of the master playlist: every media playlist and segment is
-                    // below it.
-                    req.token_path = Some(req.path[..=req.path.rfind('/').unwrap_or(0)].to_owned());
-                    req.path_form = Some(true);
-                    s.cdn.sign_directory(&req)
-                }
-                None => {
-                    req.path = format!("/{}", t.original_key);
-                    s.cdn.sign(&req)
-                }
-            }
-            .map_err(ApiError::from)?;
-            // A fallback URL is not kept: the primary provider may be back for the next viewer.
-            if !signed.fallback {
-                s.caches
-                    .stream_url
-                    .insert(cache_key, (signed.clone(), issued_at), generation);
-            }
-            signed
-        }
-    };
 
     let no_store = HeaderValue::from_static("private, no-store");
     if redirect {

@@ -13,17 +13,18 @@ use warp::reply::Response;
 use warp::{Buf, Filter, Rejection, Reply};
 
 use crate::accounts::Role;
-use crate::clock::now;
 use crate::error::ApiError;
 use crate::http::api::openapi::ErrorEnvelope;
+use crate::http::auth::viewer_of;
 use crate::http::auth::{Principal, require, viewer};
 use crate::http::filters::{body_error, body_timeout, json_body, stall_limited, with_state};
 use crate::http::route;
-use crate::library::ingest::{Ingest, Outcome, Overrides, spool};
-use crate::library::store::{self, Query, Sort, TrackChange};
-use crate::library::{Status, Track, TrackId, Visibility};
+use crate::library::ingest::{Outcome, Overrides, spool};
+use crate::library::store::{Query, Sort};
+use crate::library::{Track, TrackId, Visibility};
 use crate::state::AppState;
 use crate::storage::BlobKey;
+use crate::tracks::TrackEdit;
 
 const JSON: &[&str] = &["application/json"];
 /// Largest text field in an upload form.
@@ -187,18 +188,6 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
-fn ingest(s: &AppState) -> Ingest {
-    Ingest {
-        db: s.db.clone(),
-        store: s.store.clone(),
-        ffprobe: s.config.hls.ffprobe.clone(),
-        spool_dir: crate::datadir::spool_dir(&s.config.data_dir),
-        package_attempts: s.config.hls.enabled.then_some(s.config.jobs.max_attempts),
-        queue: Some(s.jobs.clone()),
-    }
-}
-
-/// Uploads a track. Streams the file to disk (never into memory), probes it, stores it.
 #[utoipa::path(post, path = "/api/v1/tracks", tag = "tracks",
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     security(("session" = []), ("bearer" = [])),
@@ -306,8 +295,9 @@ where
         .and_then(|s| s.to_str())
         .unwrap_or("Untitled")
         .to_owned();
-    let outcome = ingest(&s)
-        .file(
+    let outcome = s
+        .tracks
+        .add_file(
             &file.path,
             &file.sha256,
             file.size,
@@ -359,14 +349,6 @@ fn hide_internals(t: &mut Track) {
     t.status_detail = None;
 }
 
-fn may_see(who: &Option<Principal>, t: &Track, listed: bool) -> bool {
-    who.is_some()
-        || (t.status != Status::TakenDown
-            && (t.visibility == Visibility::Public
-                || (!listed && t.visibility == Visibility::Unlisted)))
-}
-
-/// Lists and searches tracks (anonymous callers: public tracks only).
 #[utoipa::path(get, path = "/api/v1/tracks", tag = "tracks", params(ListParams),
     responses((status = 200, body = TrackPage), (status = 400, body = ErrorEnvelope)))]
 async fn list(who: Option<Principal>, s: AppState, raw: String) -> Result<Response, Rejection> {
@@ -394,7 +376,7 @@ async fn list(who: Option<Principal>, s: AppState, raw: String) -> Result<Respon
             .map(|v| v.parse())
             .transpose()
             .map_err(bad("status"))?,
-        public_only: who.is_none(),
+        public_only: true,
         sort: p
             .sort
             .map(|v| {
@@ -406,10 +388,11 @@ async fn list(who: Option<Principal>, s: AppState, raw: String) -> Result<Respon
         cursor: p.cursor,
         limit: p.limit,
     };
-    let page =
-        s.db.call(move |c| store::list(c, &q))
-            .await
-            .map_err(ApiError::from)?;
+    let page = s
+        .tracks
+        .list(viewer_of(&who), q)
+        .await
+        .map_err(ApiError::from)?;
     let mut tracks = page.tracks;
     if who.is_none() {
         tracks.iter_mut().for_each(hide_internals);
@@ -426,17 +409,12 @@ async fn find_visible(
     who: &Option<Principal>,
     id: TrackId,
 ) -> Result<Track, Rejection> {
-    let t =
-        s.db.call(move |c| store::get(c, &id))
-            .await
-            .map_err(ApiError::from)?;
-    match t {
-        Some(t) if may_see(who, &t, false) => Ok(t),
-        _ => Err(warp::reject::custom(ApiError::NotFound)),
-    }
+    Ok(s.tracks
+        .get(viewer_of(who), id)
+        .await
+        .map_err(ApiError::from)?)
 }
 
-/// One track.
 #[utoipa::path(get, path = "/api/v1/tracks/{id}", tag = "tracks", params(("id" = String, Path, description = "Track id")),
     responses((status = 200, body = Track), (status = 404, body = ErrorEnvelope)))]
 async fn get(id: TrackId, who: Option<Principal>, s: AppState) -> Result<Response, Rejection> {
@@ -458,52 +436,15 @@ async fn patch(
     s: AppState,
     req: PatchTrack,
 ) -> Result<Response, Rejection> {
-    let bad = |field: &'static str, m: &str| {
-        warp::reject::custom(ApiError::BadRequest {
-            code: "invalid_field",
-            message: format!("{field}: {m}"),
-        })
-    };
-    let text = |v: Option<String>,
-                field: &'static str,
-                allow_empty: bool|
-     -> Result<Option<String>, Rejection> {
-        match v.map(|s| s.trim().to_owned()) {
-            Some(s) if s.chars().count() > 500 => Err(bad(field, "at most 500 characters")),
-            Some(s) if s.is_empty() && !allow_empty => Err(bad(field, "must not be empty")),
-            other => Ok(other),
-        }
-    };
-    let tags = match req.tags {
-        Some(tags) => {
-            if tags.len() > 32 {
-                return Err(bad("tags", "at most 32"));
-            }
-            let mut clean = Vec::with_capacity(tags.len());
-            for t in tags {
-                let t = t.trim().to_owned();
-                if !(1..=64).contains(&t.chars().count()) {
-                    return Err(bad("tags", "each tag is 1-64 characters"));
-                }
-                clean.push(t);
-            }
-            Some(clean)
-        }
-        None => None,
-    };
-    let change = TrackChange {
-        title: text(req.title, "title", false)?,
-        artist: text(req.artist, "artist", true)?,
-        album: text(req.album, "album", true)?,
+    let edit = TrackEdit {
+        title: req.title,
+        artist: req.artist,
+        album: req.album,
         track_number: req.track_number,
         visibility: req.visibility,
-        tags,
+        tags: req.tags,
     };
-    let t =
-        s.db.call(move |c| store::update(c, &id, &change, now()))
-            .await
-            .map_err(ApiError::from)?;
-    s.caches.tracks_changed();
+    let t = s.tracks.edit(id, edit).await.map_err(ApiError::from)?;
     tracing::info!(track_id = %t.id, by = %who.user.id, "track edited");
     Ok(warp::reply::json(&t).into_response())
 }
@@ -514,24 +455,7 @@ async fn patch(
     responses((status = 204, description = "Deleted"), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
               (status = 404, body = ErrorEnvelope)))]
 async fn delete(id: TrackId, who: Principal, s: AppState) -> Result<Response, Rejection> {
-    let tid = id.clone();
-    let keys =
-        s.db.call(move |c| store::delete(c, &tid))
-            .await
-            .map_err(ApiError::from)?;
-    s.caches.tracks_changed();
-    for key in keys {
-        // The row is gone; a blob that fails to delete is an orphan, never a dangling row.
-        match BlobKey::parse(&key) {
-            Ok(k) => {
-                if let Err(e) = s.store.delete(&k).await {
-                    tracing::warn!(error = %e, key = %key, "could not delete blob of a deleted track");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "stored key does not parse"),
-        }
-    }
-    crate::jobs::package::remove_tree(&s, &crate::jobs::package::hls_prefix(&id)).await;
+    s.tracks.delete(&id).await.map_err(ApiError::from)?;
     tracing::info!(track_id = %id, by = %who.user.id, "track deleted");
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
 }

@@ -5,14 +5,42 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-use super::{BLOB_AREAS, TRACK_STATUSES};
+use crate::config::Config;
+use crate::db::Db;
+use crate::metrics::{BLOB_AREAS, Metrics};
 use crate::state::AppState;
+use crate::storage::BlobStore;
+
+/// What the gauges read and write.
+#[derive(Clone)]
+pub struct Deps {
+    /// `metrics.store_scan_secs`.
+    pub config: std::sync::Arc<Config>,
+    /// Track counts and the database size.
+    pub db: Db,
+    /// The scanned store.
+    pub store: BlobStore,
+    /// Where the figures go.
+    pub metrics: Metrics,
+}
+
+impl Deps {
+    /// The handles of a running app.
+    pub fn of(s: &AppState) -> Deps {
+        Deps {
+            config: s.config.clone(),
+            db: s.db.clone(),
+            store: s.store.clone(),
+            metrics: s.metrics.clone(),
+        }
+    }
+}
 
 /// How often track counts and the database size are read.
 const LIBRARY_EVERY: Duration = Duration::from_secs(15);
 
 /// Starts the refresh loops (a first pass at once); abort the handle to stop them.
-pub fn start(s: AppState) -> JoinHandle<()> {
+pub fn start(s: Deps) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut library = tokio::time::interval(LIBRARY_EVERY);
         let mut store =
@@ -30,23 +58,18 @@ pub fn start(s: AppState) -> JoinHandle<()> {
 }
 
 /// Updates `veza_tracks{status}` and `veza_db_size_bytes`.
-pub async fn refresh_library(s: &AppState) {
-    let counts =
-        s.db.call(|c| {
-            let mut st = c.prepare_cached("SELECT status, COUNT(*) FROM tracks GROUP BY status")?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-            rows.collect::<Result<Vec<_>, _>>()
-                .map_err(crate::db::DbError::from)
-        })
-        .await;
-    match counts {
-        Ok(rows) => {
-            for status in TRACK_STATUSES {
-                let n = rows
-                    .iter()
-                    .find(|(st, _)| st == status)
-                    .map_or(0, |(_, n)| *n);
-                s.metrics.tracks.with_label_values(&[status]).set(n);
+pub async fn refresh_library(s: &Deps) {
+    match s
+        .db
+        .call(|c| crate::library::lifecycle::status_counts(c))
+        .await
+    {
+        Ok(counts) => {
+            for (status, n) in counts {
+                s.metrics
+                    .tracks
+                    .with_label_values(&[status.as_str()])
+                    .set(n);
             }
         }
         Err(e) => tracing::warn!(error = %e, "could not count tracks for metrics"),
@@ -77,7 +100,7 @@ pub fn area_of(key: &str) -> &'static str {
 
 /// Lists the whole store and updates `veza_blob_store_bytes` / `_objects` by area; a failed
 /// listing leaves the last figures (and their timestamp) in place.
-pub async fn scan_store(s: &AppState) {
+pub async fn scan_store(s: &Deps) {
     let objects = match s.store.list("").await {
         Ok(o) => o,
         Err(e) => {
@@ -113,6 +136,12 @@ pub async fn scan_store(s: &AppState) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tracks_gauge_labels_are_the_statuses() {
+        let statuses = crate::library::Status::ALL.map(|s| s.as_str());
+        assert_eq!(statuses, crate::metrics::TRACK_STATUSES);
+    }
 
     #[test]
     fn keys_fall_in_their_area() {

@@ -1,6 +1,8 @@
 //! `App::build` wires configuration into a running server: data dir, database, blob store,
 //! metrics, listener. `App::run_until` serves until a shutdown signal, then drains.
 
+pub mod gauges;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -111,13 +113,11 @@ impl App {
             Ok(n) => tracing::info!(removed = n, "removed partial uploads left by a crash"),
             Err(e) => tracing::warn!(error = %e, "could not sweep the upload spool"),
         }
-        crate::jobs::package::sweep_work(&config.data_dir).map_err(|source| {
-            StartError::DataDir {
-                path: crate::jobs::package::work_root(&config.data_dir)
-                    .display()
-                    .to_string(),
-                source,
-            }
+        crate::datadir::sweep_work(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: crate::datadir::work_dir(&config.data_dir)
+                .display()
+                .to_string(),
+            source,
         })?;
         let jobs = crate::jobs::Queue::new(&config);
         let hls = jobs.refresh_hls(&config.hls).await;
@@ -158,8 +158,18 @@ impl App {
             config.auth.hash_concurrency,
             config.auth.hash_queue,
         ));
+        let config = Arc::new(config);
+        let tracks = crate::tracks::TrackService::new(
+            config.clone(),
+            db.clone(),
+            store.clone(),
+            caches.clone(),
+            cdn.clone(),
+            jobs.clone(),
+        );
         let state = AppState {
-            config: Arc::new(config),
+            config,
+            tracks,
             db,
             store,
             metrics,
@@ -259,8 +269,14 @@ impl App {
                 }
             }
         });
-        let gauges = crate::metrics::refresh::start(self.state.clone());
-        let workers = crate::jobs::worker::start(self.state.clone());
+        let gauges = gauges::start(gauges::Deps::of(&self.state));
+        let workers = crate::jobs::worker::start(crate::jobs::WorkerDeps {
+            config: self.state.config.clone(),
+            db: self.state.db.clone(),
+            jobs: self.state.jobs.clone(),
+            metrics: self.state.metrics.clone(),
+            runner: self.state.tracks.runner(),
+        });
         let limits = http::server::Limits::from_config(&self.state.config.server);
         let metrics = self.state.metrics.clone();
         let trusted = Arc::new(self.state.config.server.trusted_proxies.clone());

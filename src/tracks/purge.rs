@@ -8,11 +8,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::worker::{JobCtx, JobFailure};
-use super::{Job, JobKind, NewJob};
+use super::Inner as Service;
 use crate::config::{CdnProvider, Config};
+use crate::jobs::{Job, JobCtx, JobFailure, JobKind, NewJob};
 use crate::library::Track;
-use crate::state::AppState;
 
 /// How long one purge request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -50,7 +49,7 @@ pub fn new_job(cfg: &Config, track: &Track) -> Option<NewJob> {
 }
 
 /// Runs one attempt: purges every URL; the first failure fails the attempt.
-pub async fn run(s: &AppState, job: &Job, ctx: &JobCtx) -> Result<(), JobFailure> {
+pub async fn run(s: &Service, job: &Job, ctx: &JobCtx) -> Result<(), JobFailure> {
     let payload: PurgePayload = serde_json::from_value(job.payload.clone())
         .map_err(|e| JobFailure::Failed(format!("bad purge payload: {e}")))?;
     let bunny = &s.config.cdn.bunny;

@@ -6,14 +6,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use rusqlite::params;
 use tokio::io::AsyncWriteExt;
 
-use super::worker::{JobCtx, JobFailure};
-use super::{Job, JobKind, NewJob};
+use super::Inner as Service;
+use crate::datadir::work_dir as work_root;
 use crate::hls::{self, HlsError};
-use crate::library::{LibraryError, TrackId, store as tracks};
-use crate::state::AppState;
+use crate::jobs::{Job, JobCtx, JobFailure};
+use crate::library::{TrackId, lifecycle, store as tracks};
 use crate::storage::BlobKey;
 
 /// The blob prefix of a track's HLS tree.
@@ -21,37 +20,12 @@ pub fn hls_prefix(id: &TrackId) -> String {
     format!("tracks/{id}/hls")
 }
 
-/// The packaging job for a new track.
-pub fn new_job(id: &TrackId) -> NewJob {
-    NewJob {
-        kind: JobKind::PackageHls,
-        track_id: Some(id.to_string()),
-        payload: serde_json::json!({}),
-    }
-}
-
-/// Where job work dirs live: only this process writes there, so start-up clears it.
-pub fn work_root(data_dir: &Path) -> PathBuf {
-    crate::datadir::work_dir(data_dir)
-}
-
-/// Removes what a crash left in the work root.
-pub fn sweep_work(data_dir: &Path) -> std::io::Result<()> {
-    let root = work_root(data_dir);
-    match std::fs::remove_dir_all(&root) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    crate::datadir::private_dir(&root)
-}
-
 fn failed(e: impl std::fmt::Display) -> JobFailure {
     JobFailure::Failed(e.to_string())
 }
 
 /// Runs one attempt.
-pub async fn run(s: &AppState, job: &Job, ctx: &JobCtx) -> Result<(), JobFailure> {
+pub async fn run(s: &Service, job: &Job, ctx: &JobCtx) -> Result<(), JobFailure> {
     let id: TrackId = job
         .track_id
         .as_deref()
@@ -100,7 +74,7 @@ pub async fn run(s: &AppState, job: &Job, ctx: &JobCtx) -> Result<(), JobFailure
 /// The server's paths a packaging error may quote, with what each becomes: the job's work
 /// dir disappears (ffmpeg's `file:/…/work/job-7/original.mp3` reads `file:original.mp3`), the
 /// data dir and the local blob root get placeholders.
-fn server_paths(s: &AppState, job: &Job) -> Vec<(PathBuf, &'static str)> {
+fn server_paths(s: &Service, job: &Job) -> Vec<(PathBuf, &'static str)> {
     let data = &s.config.data_dir;
     let work = work_root(data).join(format!("job-{}", job.id));
     vec![
@@ -147,7 +121,7 @@ fn scrub_paths(text: &str, paths: &[(PathBuf, &str)]) -> String {
 }
 
 async fn package_into(
-    s: &AppState,
+    s: &Service,
     id: &TrackId,
     track: &crate::library::Track,
     work: &Path,
@@ -195,49 +169,13 @@ async fn package_into(
 
     let master = format!("{prefix}/{}", packaged.master);
     let renditions = packaged.renditions.clone();
-    let track_id = id.to_string();
+    let track_id = id.clone();
     let now = crate::clock::now();
-    let still_there = s
-        .db
-        .call(move |c| {
-            let tx = c.transaction()?;
-            let n = tx.execute(
-                "UPDATE tracks SET hls_key = ?2,
-                    status = CASE WHEN status IN ('processing', 'failed') THEN 'ready' ELSE status END,
-                    status_detail = CASE WHEN status = 'taken_down' THEN status_detail ELSE NULL END,
-                    updated_at = ?3
-                 WHERE id = ?1",
-                params![track_id, master, now],
-            )?;
-            tx.execute(
-                "DELETE FROM track_renditions WHERE track_id = ?1",
-                [&track_id],
-            )?;
-            if n == 1 {
-                for r in &renditions {
-                    tx.execute(
-                        "INSERT INTO track_renditions (track_id, bitrate_kbps, playlist_key,
-                            bandwidth, average_bandwidth, codecs, segments, duration_ms)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                        params![
-                            track_id,
-                            r.bitrate_kbps,
-                            format!("tracks/{track_id}/hls/{}", r.playlist),
-                            r.bandwidth as i64,
-                            r.average_bandwidth as i64,
-                            r.codecs,
-                            r.segments,
-                            r.duration_ms as i64,
-                        ],
-                    )?;
-                }
-            }
-            tx.commit()?;
-            Ok::<_, LibraryError>(n == 1)
-        })
-        .await
-        .map_err(failed)?;
-    s.caches.tracks_changed();
+    let still_there =
+        s.db.call(move |c| lifecycle::mark_packaged(c, &track_id, &master, &renditions, now))
+            .await
+            .map_err(failed)?;
+    s.tracks_changed();
     if !still_there {
         // Deleted while we packaged: what we uploaded belongs to nobody.
         remove_tree(s, &prefix).await;
@@ -253,7 +191,7 @@ fn hls_failure(e: HlsError) -> JobFailure {
     }
 }
 
-async fn download(s: &AppState, key: &BlobKey, to: &Path) -> Result<(), JobFailure> {
+async fn download(s: &Service, key: &BlobKey, to: &Path) -> Result<(), JobFailure> {
     let mut obj = s.store.get(key, None).await.map_err(failed)?;
     let mut f = tokio::fs::File::create(to).await.map_err(failed)?;
     while let Some(chunk) = obj.body.next().await {
@@ -264,7 +202,7 @@ async fn download(s: &AppState, key: &BlobKey, to: &Path) -> Result<(), JobFailu
 }
 
 /// Deletes every object under a track's HLS prefix (track deleted).
-pub async fn remove_tree(s: &AppState, prefix: &str) {
+pub async fn remove_tree(s: &Service, prefix: &str) {
     let listed = match s.store.list(&format!("{prefix}/")).await {
         Ok(l) => l,
         Err(e) => {
@@ -280,23 +218,23 @@ pub async fn remove_tree(s: &AppState, prefix: &str) {
 }
 
 /// A failed attempt that will be retried: the track stays `processing`, and says why.
-pub async fn failed_attempt(s: &AppState, job: &Job, error: &str) {
+pub async fn failed_attempt(s: &Service, job: &Job, error: &str) {
     let detail = format!(
         "HLS packaging attempt {} of {} failed; retrying: {}",
         job.attempts,
         job.max_attempts,
         tail(error)
     );
-    set_detail(s, job, "processing", detail).await;
+    set_detail(s, job, false, detail).await;
 }
 
 /// Out of attempts: the track is `failed` with the error (its original still streams).
-pub async fn gave_up(s: &AppState, job: &Job, error: &str) {
+pub async fn gave_up(s: &Service, job: &Job, error: &str) {
     let detail = format!("HLS packaging failed: {}", tail(error));
-    set_detail(s, job, "failed", detail).await;
+    set_detail(s, job, true, detail).await;
 }
 
-async fn set_detail(s: &AppState, job: &Job, status: &'static str, detail: String) {
+async fn set_detail(s: &Service, job: &Job, last_attempt: bool, detail: String) {
     let Some(track_id) = job.track_id.clone() else {
         return;
     };
@@ -306,16 +244,11 @@ async fn set_detail(s: &AppState, job: &Job, status: &'static str, detail: Strin
     let now = crate::clock::now();
     let r =
         s.db.call(move |c| {
-            c.execute(
-                "UPDATE tracks SET status = ?2, status_detail = ?3, updated_at = ?4
-                 WHERE id = ?1 AND status IN ('processing', 'failed')",
-                params![track_id, status, detail, now],
-            )
-            .map_err(LibraryError::from)
+            lifecycle::record_packaging_failure(c, &track_id, last_attempt, &detail, now)
         })
         .await;
     match r {
-        Ok(_) => s.caches.tracks_changed(),
+        Ok(()) => s.tracks_changed(),
         Err(e) => tracing::warn!(error = %e, "could not record a packaging failure on its track"),
     }
 }

@@ -1,0 +1,359 @@
+//! The track service: the one owner of a track's life, shared by HTTP, the CLI and the job
+//! workers. Upload, edit, delete, take down and restore, stream URLs and the packaging and purge
+//! jobs all go through here; every change invalidates the caches itself, so no caller can
+//! forget. SQL stays in `library`; who may see a track is [`access::may_view`].
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::cache::Caches;
+use crate::config::Config;
+use crate::db::Db;
+use crate::jobs::{Job, JobCtx, JobFailure, JobKind, Queue, Runner};
+use crate::library::ingest::{Ingest, Outcome, Overrides};
+use crate::library::lifecycle::{self, Actor, AuditEntry};
+use crate::library::store::{self, Page, Query, TrackChange};
+use crate::library::{LibraryError, OwnerKey, Track, TrackAccess, TrackId};
+use crate::signing::{CdnService, SignedUrl, SigningError};
+use crate::storage::{BlobKey, BlobStore};
+
+pub mod access;
+mod edit;
+pub mod package;
+pub mod purge;
+mod stream;
+
+pub use access::{Purpose, Verdict, Viewer, may_view};
+pub use edit::TrackEdit;
+pub use stream::StreamFormat;
+
+/// Why a track operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrackError {
+    /// The library (database, store, input) failed.
+    #[error(transparent)]
+    Library(#[from] LibraryError),
+    /// The viewer may not see the track (how to say so is the surface's choice).
+    #[error("not visible: {0:?}")]
+    Hidden(Verdict),
+    /// Taken down: nobody plays it.
+    #[error("the track is taken down")]
+    TakenDown,
+    /// The state does not allow the change (already taken down, not taken down).
+    #[error("{message}")]
+    Conflict {
+        /// Machine-readable code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// `format=hls` before the track is packaged.
+    #[error("this track has no HLS renditions yet")]
+    HlsNotReady,
+    /// No signing provider could sign.
+    #[error(transparent)]
+    Signing(#[from] SigningError),
+}
+
+impl From<crate::db::DbError> for TrackError {
+    fn from(e: crate::db::DbError) -> Self {
+        TrackError::Library(LibraryError::Task(e))
+    }
+}
+
+/// The shared service handle (cheap to clone).
+#[derive(Clone)]
+pub struct TrackService {
+    inner: Arc<Inner>,
+}
+
+/// What the service and its jobs use.
+pub struct Inner {
+    config: Arc<Config>,
+    db: Db,
+    store: BlobStore,
+    caches: Arc<Caches>,
+    cdn: Arc<CdnService>,
+    jobs: Queue,
+}
+
+impl Inner {
+    /// After every committed track write: nothing cached before it may serve or sign after it.
+    fn tracks_changed(&self) {
+        self.caches.tracks_changed();
+    }
+}
+
+impl TrackService {
+    /// Built once at start.
+    pub fn new(
+        config: Arc<Config>,
+        db: Db,
+        store: BlobStore,
+        caches: Arc<Caches>,
+        cdn: Arc<CdnService>,
+        jobs: Queue,
+    ) -> TrackService {
+        TrackService {
+            inner: Arc::new(Inner {
+                config,
+                db,
+                store,
+                caches,
+                cdn,
+                jobs,
+            }),
+        }
+    }
+
+    /// The job runner for the worker pool.
+    pub fn runner(&self) -> Arc<dyn Runner> {
+        Arc::new(self.clone())
+    }
+
+    /// The ingestion pipeline (hash, probe, store, insert, queue packaging).
+    pub fn ingest(&self) -> Ingest {
+        let s = &self.inner;
+        Ingest {
+            db: s.db.clone(),
+            store: s.store.clone(),
+            ffprobe: s.config.hls.ffprobe.clone(),
+            spool_dir: crate::datadir::spool_dir(&s.config.data_dir),
+            package_attempts: s.config.hls.enabled.then_some(s.config.jobs.max_attempts),
+            queue: Some(s.jobs.clone()),
+        }
+    }
+
+    /// Adds a spooled upload to the library (or finds the byte-identical track).
+    pub async fn add_file(
+        &self,
+        path: &Path,
+        sha256: &str,
+        size: u64,
+        over: &Overrides,
+        fallback_title: &str,
+        created_by: Option<String>,
+    ) -> Result<Outcome, TrackError> {
+        // A new track needs no invalidation: "no owner" is never cached.
+        Ok(self
+            .ingest()
+            .file(path, sha256, size, over, fallback_title, created_by)
+            .await?)
+    }
+
+    /// The tracks owning an object, through the metadata cache. "No owner" is never cached:
+    /// a track imported by another process must not stay invisible.
+    pub async fn owners(&self, owner: OwnerKey) -> Result<Arc<[TrackAccess]>, TrackError> {
+        let caches = &self.inner.caches;
+        if let Some(found) = caches.metadata.get(&owner) {
+            return Ok(found);
+        }
+        let generation = caches.metadata.generation();
+        let key = owner.clone();
+        let found: Arc<[TrackAccess]> = self
+            .inner
+            .db
+            .call(move |c| store::owners(c, &key))
+            .await?
+            .into();
+        if !found.is_empty() {
+            caches.metadata.insert(owner, found.clone(), generation);
+        }
+        Ok(found)
+    }
+
+    /// A track `viewer` may read, by id.
+    pub async fn get(&self, viewer: Viewer, id: TrackId) -> Result<Track, TrackError> {
+        let t = self
+            .inner
+            .db
+            .call(move |c| store::get(c, &id))
+            .await?
+            .ok_or(LibraryError::NotFound)?;
+        match may_view(viewer, t.visibility, t.status, Purpose::Read) {
+            Verdict::Allowed => Ok(t),
+            other => Err(TrackError::Hidden(other)),
+        }
+    }
+
+    /// A page of the tracks `viewer` may list.
+    pub async fn list(&self, viewer: Viewer, mut q: Query) -> Result<Page, TrackError> {
+        // The rule for anonymous listings, pushed into SQL so pages stay full.
+        q.public_only = viewer != Viewer::Member;
+        let mut page = self.inner.db.call(move |c| store::list(c, &q)).await?;
+        page.tracks.retain(|t| {
+            may_view(viewer, t.visibility, t.status, Purpose::List) == Verdict::Allowed
+        });
+        Ok(page)
+    }
+
+    /// Edits a track's metadata after checking the edit.
+    pub async fn edit(&self, id: TrackId, edit: TrackEdit) -> Result<Track, TrackError> {
+        let change: TrackChange = edit.validate()?;
+        let now = crate::clock::now();
+        let t = self
+            .inner
+            .db
+            .call(move |c| store::update(c, &id, &change, now))
+            .await;
+        self.inner.tracks_changed();
+        Ok(t?)
+    }
+
+    /// Deletes a track: its row first, then the blobs no other track uses and its HLS tree
+    /// (a crash in between leaves orphans, never a row pointing at a missing blob).
+    pub async fn delete(&self, id: &TrackId) -> Result<(), TrackError> {
+        let tid = id.clone();
+        let keys = self.inner.db.call(move |c| store::delete(c, &tid)).await;
+        self.inner.tracks_changed();
+        for key in keys? {
+            match BlobKey::parse(&key) {
+                Ok(k) => {
+                    if let Err(e) = self.inner.store.delete(&k).await {
+                        tracing::warn!(error = %e, key = %key, "could not delete blob of a deleted track");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "stored key does not parse"),
+            }
+        }
+        package::remove_tree(&self.inner, &package::hls_prefix(id)).await;
+        Ok(())
+    }
+
+    /// Hides a track everywhere at once and queues a CDN purge; returns the purge job's id.
+    pub async fn take_down(
+        &self,
+        id: &TrackId,
+        reason: &str,
+        who: (&str, &str),
+    ) -> Result<(Track, Option<i64>), TrackError> {
+        let reason = reason.trim().to_owned();
+        if !(1..=1000).contains(&reason.chars().count()) {
+            return Err(LibraryError::Invalid {
+                field: "reason",
+                message: "must be 1-1000 characters".into(),
+            }
+            .into());
+        }
+        let now = crate::clock::now();
+        let cfg = self.inner.config.clone();
+        let (tid, actor_id, actor_name) = (id.clone(), who.0.to_owned(), who.1.to_owned());
+        let outcome = self
+            .inner
+            .db
+            .call(move |c| {
+                let actor = Actor {
+                    id: &actor_id,
+                    name: &actor_name,
+                };
+                lifecycle::take_down(c, &tid, &reason, actor, now, |t| {
+                    purge::new_job(&cfg, t).map(|j| (j, cfg.jobs.max_attempts))
+                })
+            })
+            .await;
+        // At once: no cached fact may serve or sign the track after this point.
+        self.inner.tracks_changed();
+        let (track, job) = outcome?.ok_or_else(|| TrackError::Conflict {
+            code: "already_taken_down",
+            message: "the track is already taken down".into(),
+        })?;
+        if job.is_some() {
+            self.inner.jobs.notify();
+        }
+        Ok((track, job))
+    }
+
+    /// Brings a taken-down track back (with a packaging job when it has no HLS yet).
+    pub async fn restore(
+        &self,
+        id: &TrackId,
+        reason: Option<String>,
+        who: (&str, &str),
+    ) -> Result<Track, TrackError> {
+        let reason = reason
+            .map(|r| r.trim().chars().take(1000).collect::<String>())
+            .filter(|r| !r.is_empty());
+        let now = crate::clock::now();
+        let cfg = &self.inner.config;
+        let package = cfg.hls.enabled.then_some(cfg.jobs.max_attempts);
+        let (tid, actor_id, actor_name) = (id.clone(), who.0.to_owned(), who.1.to_owned());
+        let outcome = self
+            .inner
+            .db
+            .call(move |c| {
+                let actor = Actor {
+                    id: &actor_id,
+                    name: &actor_name,
+                };
+                lifecycle::restore(c, &tid, reason.as_deref(), actor, now, package)
+            })
+            .await;
+        self.inner.tracks_changed();
+        let track = outcome?.ok_or_else(|| TrackError::Conflict {
+            code: "not_taken_down",
+            message: "the track is not taken down".into(),
+        })?;
+        self.inner.jobs.notify();
+        Ok(track)
+    }
+
+    /// The takedown and restore history of a track, oldest first.
+    pub async fn audit_trail(&self, id: TrackId) -> Result<Vec<AuditEntry>, TrackError> {
+        Ok(self
+            .inner
+            .db
+            .call(move |c| lifecycle::audit_trail(c, &id))
+            .await?)
+    }
+
+    /// A signed URL to play a track, reused from the cache while it is young.
+    pub async fn stream_url(
+        &self,
+        viewer: Viewer,
+        id: &TrackId,
+        format: Option<StreamFormat>,
+        ip: IpAddr,
+    ) -> Result<SignedUrl, TrackError> {
+        stream::stream_url(self, viewer, id, format, ip).await
+    }
+}
+
+impl Runner for TrackService {
+    fn run<'a>(
+        &'a self,
+        job: &'a Job,
+        ctx: &'a JobCtx,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), JobFailure>> + Send + 'a>> {
+        Box::pin(async move {
+            match job.kind {
+                JobKind::PackageHls => package::run(&self.inner, job, ctx).await,
+                JobKind::PurgeCdn => purge::run(&self.inner, job, ctx).await,
+            }
+        })
+    }
+
+    fn failed_attempt<'a>(
+        &'a self,
+        job: &'a Job,
+        error: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            if job.kind == JobKind::PackageHls {
+                package::failed_attempt(&self.inner, job, error).await;
+            }
+        })
+    }
+
+    fn gave_up<'a>(
+        &'a self,
+        job: &'a Job,
+        error: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(async move {
+            if job.kind == JobKind::PackageHls {
+                package::gave_up(&self.inner, job, error).await;
+            }
+        })
+    }
+}

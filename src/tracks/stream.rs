@@ -1,0 +1,85 @@
+//! Stream URLs: which object a player gets (the HLS master or the original), signed by the
+//! provider chain, and reused from the cache for every viewer while it is young.
+
+use std::net::IpAddr;
+
+use super::{TrackError, TrackService, Verdict, Viewer, may_view};
+use crate::cache::{StreamKey, mostly_fresh};
+use crate::config::CdnProvider;
+use crate::library::{OwnerKey, TrackId};
+use crate::signing::{SignRequest, SignedUrl};
+
+/// Which rendition a player asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamFormat {
+    /// The HLS master playlist (a directory token covers its folder).
+    Hls,
+    /// The original file.
+    Original,
+}
+
+pub(super) async fn stream_url(
+    svc: &TrackService,
+    viewer: Viewer,
+    id: &TrackId,
+    format: Option<StreamFormat>,
+    ip: IpAddr,
+) -> Result<SignedUrl, TrackError> {
+    let s = &svc.inner;
+    let owners = svc.owners(OwnerKey::Track(id.as_str().to_owned())).await?;
+    let t = owners
+        .first()
+        .ok_or(TrackError::Library(crate::library::LibraryError::NotFound))?;
+    match may_view(viewer, t.visibility, t.status, super::Purpose::Play) {
+        Verdict::Allowed => {}
+        Verdict::TakenDown => return Err(TrackError::TakenDown),
+        other => return Err(TrackError::Hidden(other)),
+    }
+    let hls = match (format, &t.hls_key) {
+        (Some(StreamFormat::Hls) | None, Some(key)) => Some(key.clone()),
+        (Some(StreamFormat::Hls), None) => return Err(TrackError::HlsNotReady),
+        (Some(StreamFormat::Original) | None, _) => None,
+    };
+
+    let cfg = &s.config.cdn;
+    let issued_at = u64::try_from(crate::clock::now()).unwrap_or_default();
+    let mut req = SignRequest::new(String::new(), issued_at);
+    // Binding is a Bunny zone setting; the local fallback then binds the same viewer.
+    if s.cdn.is_enabled() && cfg.provider == CdnProvider::Bunny && cfg.bunny.ip_binding {
+        req.ip = Some(ip);
+    }
+    // The same URL for every viewer of a track while it is young: fewer signatures, and
+    // browsers and edges see one URL instead of one per request.
+    let cache_key = StreamKey {
+        track: t.id.clone(),
+        hls: hls.is_some(),
+        ip: req.ip,
+    };
+    let cached = s.caches.stream_url.get_if(&cache_key, |(u, signed_at)| {
+        mostly_fresh(*signed_at, u.expires_at, issued_at)
+    });
+    if let Some((u, _)) = cached {
+        return Ok(u);
+    }
+    let generation = s.caches.stream_url.generation();
+    let signed = match hls {
+        Some(master) => {
+            req.path = format!("/{master}");
+            // The folder of the master playlist: every media playlist and segment is below it.
+            req.token_path = Some(req.path[..=req.path.rfind('/').unwrap_or(0)].to_owned());
+            req.path_form = Some(true);
+            s.cdn.sign_directory(&req)
+        }
+        None => {
+            req.path = format!("/{}", t.original_key);
+            s.cdn.sign(&req)
+        }
+    }?;
+    // A fallback URL is not kept: the primary provider may be back for the next viewer.
+    if !signed.fallback {
+        s.caches
+            .stream_url
+            .insert(cache_key, (signed.clone(), issued_at), generation);
+    }
+    Ok(signed)
+}
