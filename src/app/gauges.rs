@@ -7,8 +7,8 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::http::state::AppState;
 use crate::metrics::{BLOB_AREAS, Metrics};
-use crate::state::AppState;
 use crate::storage::BlobStore;
 
 /// What the gauges read and write.

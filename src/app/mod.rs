@@ -13,11 +13,11 @@ use tokio::net::TcpListener;
 use crate::accounts::{self, AccountsError, LoginGuard, store as accounts_store};
 use crate::config::Config;
 use crate::db::{AppliedMigration, Db, DbError};
+use crate::http::state::AppState;
 use crate::metrics::{Metrics, MetricsError};
 use crate::ratelimit::KeyedLimiter;
 use crate::rum::RumGuard;
 use crate::signing::CdnService;
-use crate::state::AppState;
 use crate::storage::{BlobStore, StoreError};
 use crate::{http, version};
 

@@ -194,7 +194,7 @@ fn sha256_file(path: &Path) -> Result<(String, u64), HlsError> {
         h.update(&buf[..n]);
         size += n as u64;
     }
-    Ok((crate::signing::hex(&h.finalize()), size))
+    Ok((crate::encoding::hex(&h.finalize()), size))
 }
 
 /// Removes whatever ffmpeg wrote that no playlist named (there should be nothing).

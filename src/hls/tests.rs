@@ -84,7 +84,7 @@ async fn package_into(
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    crate::signing::hex(&Sha256::digest(bytes))
+    crate::encoding::hex(&Sha256::digest(bytes))
 }
 
 /// Every file under `dir`, relative, sorted.

@@ -8,9 +8,9 @@ use warp::{Filter, Rejection};
 
 use crate::accounts::{self, Role, TOKEN_PREFIX, User, store};
 use crate::clock::now;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::filters::with_state;
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 /// Name of the dashboard session cookie.
 pub const SESSION_COOKIE: &str = "veza_session";

@@ -7,7 +7,7 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use super::route;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 #[derive(RustEmbed)]
 #[folder = "static/"]

@@ -10,8 +10,8 @@ use serde::de::DeserializeOwned;
 use warp::http::HeaderMap;
 use warp::{Buf, Filter, Rejection};
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
 
 /// Injects a clone of the state.
 pub(crate) fn with_state(

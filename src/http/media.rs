@@ -21,13 +21,13 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use crate::clock::now;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::filters::{client_ip, with_state};
 use crate::http::route;
+use crate::http::state::AppState;
 use crate::library::{OwnerKey, Status, TrackAccess, TrackId};
 use crate::signing::bunny::{self, BunnyVerifyError};
 use crate::signing::local::LocalVerifyError;
-use crate::state::AppState;
 use crate::storage::{BlobKey, ByteRange, ObjectMeta, StoreError};
 use crate::tracks::{Purpose, Verdict, Viewer, may_view};
 
@@ -205,7 +205,7 @@ fn authenticate(req: &MediaRequest, s: &AppState, target: &Target) -> Result<Acc
     let secret = &cdn.bunny.origin_secret;
     if !secret.is_empty()
         && let Some(given) = req.headers.get(ORIGIN_SECRET_HEADER)
-        && crate::signing::ct_eq(given.as_bytes(), secret.expose().as_bytes())
+        && crate::encoding::ct_eq(given.as_bytes(), secret.expose().as_bytes())
     {
         return Ok(Access::Edge);
     }

@@ -11,17 +11,19 @@ use warp::http::{HeaderMap, Method};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use crate::error::{self, ApiError};
+use self::error::ApiError;
+use crate::http::state::AppState;
 use crate::metrics::Metrics;
-use crate::state::AppState;
 
 pub(crate) mod api;
 pub(crate) mod auth;
 pub(crate) mod dashboard;
+pub mod error;
 pub(crate) mod filters;
 pub mod media;
 pub mod ops;
 pub mod server;
+pub mod state;
 
 /// Label for requests that matched no route (never the raw path).
 pub const UNMATCHED: &str = "unmatched";

@@ -12,8 +12,8 @@ use super::auth::{Principal, Via, viewer};
 use super::filters::with_state;
 use super::route;
 use crate::db::DbError;
-use crate::error::ApiError;
-use crate::state::AppState;
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
 use crate::version;
 
 /// `/healthz`, `/readyz`, `/metrics`.

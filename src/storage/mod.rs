@@ -416,7 +416,7 @@ impl Meter {
 
     /// Size and lower-case hex SHA-256.
     pub(crate) fn finish(self) -> (u64, String) {
-        (self.size, crate::signing::hex(&self.hasher.finalize()))
+        (self.size, crate::encoding::hex(&self.hasher.finalize()))
     }
 }
 

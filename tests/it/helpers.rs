@@ -13,7 +13,7 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub data_dir: PathBuf,
-    pub state: veza::state::AppState,
+    pub state: veza::http::state::AppState,
     /// The first-run setup link (no admin exists in a fresh app).
     pub setup_link: Option<String>,
     stop: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,

@@ -11,11 +11,11 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::accounts::{self, Role, User, Username, store};
 use crate::clock::now;
-use crate::error::ApiError;
 use crate::http::auth::{Principal, SESSION_COOKIE, Via, require};
+use crate::http::error::ApiError;
 use crate::http::filters::{client_ip, json_body, with_state};
 use crate::http::route;
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 const JSON: &[&str] = &["application/json"];
 
@@ -113,10 +113,10 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, description = "Logged in; sets the HttpOnly session cookie", body = LoginResponse),
-        (status = 400, body = crate::http::api::openapi::ErrorEnvelope),
-        (status = 401, description = "Wrong username or password", body = crate::http::api::openapi::ErrorEnvelope),
-        (status = 429, description = "Too many failed attempts; see retry-after", body = crate::http::api::openapi::ErrorEnvelope),
-        (status = 503, description = "Too many password checks at once; see retry-after", body = crate::http::api::openapi::ErrorEnvelope),
+        (status = 400, body = crate::http::error::ErrorEnvelope),
+        (status = 401, description = "Wrong username or password", body = crate::http::error::ErrorEnvelope),
+        (status = 429, description = "Too many failed attempts; see retry-after", body = crate::http::error::ErrorEnvelope),
+        (status = 503, description = "Too many password checks at once; see retry-after", body = crate::http::error::ErrorEnvelope),
     ))]
 async fn login(s: AppState, ip: IpAddr, req: LoginRequest) -> Result<Response, Rejection> {
     let wrong =
@@ -198,8 +198,8 @@ async fn login(s: AppState, ip: IpAddr, req: LoginRequest) -> Result<Response, R
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
     security(("session" = []), ("bearer" = [])),
     responses((status = 204, description = "Logged out"),
-              (status = 401, body = crate::http::api::openapi::ErrorEnvelope),
-              (status = 403, description = "CSRF token missing or wrong", body = crate::http::api::openapi::ErrorEnvelope)))]
+              (status = 401, body = crate::http::error::ErrorEnvelope),
+              (status = 403, description = "CSRF token missing or wrong", body = crate::http::error::ErrorEnvelope)))]
 async fn logout(who: Principal, s: AppState) -> Result<Response, Rejection> {
     if let Via::Session { id_hash, .. } = who.via {
         s.db.call(move |c| store::delete_session(c, &id_hash))
@@ -216,7 +216,7 @@ async fn logout(who: Principal, s: AppState) -> Result<Response, Rejection> {
 
 /// The caller and, for sessions, the CSRF token.
 #[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("session" = []), ("bearer" = [])),
-    responses((status = 200, body = MeResponse), (status = 401, body = crate::http::api::openapi::ErrorEnvelope)))]
+    responses((status = 200, body = MeResponse), (status = 401, body = crate::http::error::ErrorEnvelope)))]
 fn me(who: Principal) -> Response {
     let csrf_token = match who.via {
         Via::Session { csrf, .. } => Some(csrf),
@@ -232,11 +232,11 @@ fn me(who: Principal) -> Response {
 /// Creates the first admin with the one-time setup link's token.
 #[utoipa::path(post, path = "/api/v1/setup", tag = "auth", request_body = SetupRequest,
     responses((status = 201, description = "First admin created", body = User),
-              (status = 400, body = crate::http::api::openapi::ErrorEnvelope),
-              (status = 403, description = "Setup token invalid, used or expired", body = crate::http::api::openapi::ErrorEnvelope),
-              (status = 409, description = "An admin already exists", body = crate::http::api::openapi::ErrorEnvelope),
-              (status = 429, description = "Too many failed attempts from this address; see retry-after", body = crate::http::api::openapi::ErrorEnvelope),
-              (status = 503, description = "Too many password hashes at once; see retry-after", body = crate::http::api::openapi::ErrorEnvelope)))]
+              (status = 400, body = crate::http::error::ErrorEnvelope),
+              (status = 403, description = "Setup token invalid, used or expired", body = crate::http::error::ErrorEnvelope),
+              (status = 409, description = "An admin already exists", body = crate::http::error::ErrorEnvelope),
+              (status = 429, description = "Too many failed attempts from this address; see retry-after", body = crate::http::error::ErrorEnvelope),
+              (status = 503, description = "Too many password hashes at once; see retry-after", body = crate::http::error::ErrorEnvelope)))]
 async fn setup(s: AppState, ip: IpAddr, req: SetupRequest) -> Result<Response, Rejection> {
     s.login.check_ip(ip).map_err(|retry_after_secs| {
         warp::reject::custom(ApiError::RateLimited { retry_after_secs })

@@ -8,13 +8,13 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use crate::accounts::Role;
-use crate::error::ApiError;
-use crate::http::api::openapi::ErrorEnvelope;
 use crate::http::auth::{Principal, require};
+use crate::http::error::ApiError;
+use crate::http::error::ErrorEnvelope;
 use crate::http::filters::with_state;
 use crate::http::route;
+use crate::http::state::AppState;
 use crate::jobs::{HlsAvailability, Job, JobKind, store};
-use crate::state::AppState;
 
 /// Query string of `GET /api/v1/jobs`.
 #[derive(Debug, Deserialize, IntoParams)]

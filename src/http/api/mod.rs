@@ -4,7 +4,7 @@ use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 pub(crate) mod auth;
 pub(crate) mod jobs;

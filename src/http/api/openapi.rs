@@ -1,32 +1,14 @@
 //! `GET /api/v1/openapi.json`: the OpenAPI 3.1 document of every `/api/v1` route, generated
 //! from the handlers' annotations and types. A test fails when a served route is missing here.
 
-use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
+use crate::http::error::{ErrorBody, ErrorEnvelope};
 use crate::http::route;
-
-/// The error body of every non-2xx API response.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorEnvelope {
-    /// The error.
-    pub error: ErrorBody,
-}
-
-/// Inside the envelope.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// Stable machine-readable code, e.g. `not_found`, `invalid_json`, `rate_limited`.
-    pub code: String,
-    /// What went wrong, for humans.
-    pub message: String,
-    /// Same as the `x-request-id` response header.
-    pub request_id: String,
-}
 
 struct Security;
 

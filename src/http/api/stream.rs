@@ -11,14 +11,14 @@ use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use crate::error::ApiError;
-use crate::http::api::openapi::ErrorEnvelope;
 use crate::http::auth::{Principal, viewer, viewer_of};
+use crate::http::error::ApiError;
+use crate::http::error::ErrorEnvelope;
 use crate::http::filters::{client_ip, with_state};
 use crate::http::route;
+use crate::http::state::AppState;
 use crate::library::TrackId;
 use crate::signing::SignedUrl;
-use crate::state::AppState;
 use crate::tracks::StreamFormat;
 
 /// Query string of the stream route.

@@ -10,14 +10,14 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use crate::accounts::Role;
-use crate::error::ApiError;
-use crate::http::api::openapi::ErrorEnvelope;
 use crate::http::auth::{Principal, require};
+use crate::http::error::ApiError;
+use crate::http::error::ErrorEnvelope;
 use crate::http::filters::{json_body, with_state};
 use crate::http::route;
+use crate::http::state::AppState;
 use crate::library::lifecycle::AuditEntry;
 use crate::library::{Track, TrackId};
-use crate::state::AppState;
 
 const JSON: &[&str] = &["application/json"];
 

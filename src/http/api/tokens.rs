@@ -9,12 +9,12 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::accounts::{self, Role, TokenInfo, store};
 use crate::clock::now;
-use crate::error::ApiError;
-use crate::http::api::openapi::ErrorEnvelope;
 use crate::http::auth::{Principal, Via, require};
+use crate::http::error::ApiError;
+use crate::http::error::ErrorEnvelope;
 use crate::http::filters::{json_body, with_state};
 use crate::http::route;
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 const JSON: &[&str] = &["application/json"];
 /// Longest token lifetime accepted.

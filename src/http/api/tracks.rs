@@ -13,16 +13,16 @@ use warp::reply::Response;
 use warp::{Buf, Filter, Rejection, Reply};
 
 use crate::accounts::Role;
-use crate::error::ApiError;
-use crate::http::api::openapi::ErrorEnvelope;
 use crate::http::auth::viewer_of;
 use crate::http::auth::{Principal, require, viewer};
+use crate::http::error::ApiError;
+use crate::http::error::ErrorEnvelope;
 use crate::http::filters::{body_error, body_timeout, json_body, stall_limited, with_state};
 use crate::http::route;
+use crate::http::state::AppState;
 use crate::library::ingest::{Outcome, Overrides, spool};
 use crate::library::store::{Query, Sort};
 use crate::library::{Track, TrackId, Visibility};
-use crate::state::AppState;
 use crate::storage::BlobKey;
 use crate::tracks::TrackEdit;
 

@@ -8,11 +8,11 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::http::filters::{client_ip, json_body, with_state};
 use crate::http::route;
+use crate::http::state::AppState;
 use crate::rum::{self, Beacon, MAX_BATCH, Vital};
-use crate::state::AppState;
 
 /// Schema of a beacon body: one item or an array of them.
 #[derive(serde::Deserialize, utoipa::ToSchema)]
@@ -89,10 +89,10 @@ fn count_rejection(s: &AppState, rej: &Rejection) {
     request_body(content = BeaconBody, description = "One metric or up to 20; text/plain accepted as sendBeacon sends it",
                  content_type = "application/json"),
     responses((status = 204, description = "Recorded"),
-              (status = 400, body = crate::http::api::openapi::ErrorEnvelope),
-              (status = 413, body = crate::http::api::openapi::ErrorEnvelope),
-              (status = 415, body = crate::http::api::openapi::ErrorEnvelope),
-              (status = 429, body = crate::http::api::openapi::ErrorEnvelope)))]
+              (status = 400, body = crate::http::error::ErrorEnvelope),
+              (status = 413, body = crate::http::error::ErrorEnvelope),
+              (status = 415, body = crate::http::error::ErrorEnvelope),
+              (status = 429, body = crate::http::error::ErrorEnvelope)))]
 pub(crate) async fn record(s: AppState, beacon: Beacon) -> Result<Response, Rejection> {
     let items = beacon.0;
     if items.is_empty() {

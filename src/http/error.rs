@@ -1,11 +1,31 @@
 //! `ApiError` and the only writer of the JSON error envelope
 //! `{"error":{"code","message","request_id"}}`.
 
+use serde::Serialize;
 use std::convert::Infallible;
+use utoipa::ToSchema;
 
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reject::Rejection;
 use warp::reply::Response;
+
+/// The error body of every non-2xx API response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    /// The error.
+    pub error: ErrorBody,
+}
+
+/// Inside the envelope.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `not_found`, `invalid_json`, `rate_limited`.
+    pub code: String,
+    /// What went wrong, for humans.
+    pub message: String,
+    /// Same as the `x-request-id` response header.
+    pub request_id: String,
+}
 
 /// Every error an HTTP client can see, with its status and stable code.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -350,14 +370,16 @@ pub fn finish(request_id: &str, mut resp: Response) -> Response {
         if matches!(err, ApiError::Internal) {
             tracing::error!(request_id, "internal error answered with 500");
         }
-        let body = serde_json::json!({
-            "error": {
-                "code": err.code(),
-                "message": err.to_string(),
-                "request_id": request_id,
-            }
-        });
-        *resp.body_mut() = body.to_string().into();
+        let body = ErrorEnvelope {
+            error: ErrorBody {
+                code: err.code().to_owned(),
+                message: err.to_string(),
+                request_id: request_id.to_owned(),
+            },
+        };
+        *resp.body_mut() = serde_json::to_string(&body)
+            .expect("plain strings serialise")
+            .into();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
