@@ -1,8 +1,11 @@
 //! `veza import`: a folder of audio files into the library.
 
+use std::sync::Arc;
+
 use super::error::CliError;
 use super::open_db;
 use crate::config;
+use crate::tracks::TrackService;
 
 /// `veza import`: exit 0 when nothing failed, 1 otherwise.
 pub(super) fn import(
@@ -26,15 +29,8 @@ pub(super) fn import(
         let store = crate::storage::BlobStore::open(&cfg.storage)
             .await
             .map_err(|e| CliError::Import(e.to_string()))?;
-        let ingest = crate::library::ingest::Ingest {
-            db,
-            store,
-            ffprobe: cfg.hls.ffprobe.clone(),
-            spool_dir: crate::datadir::spool_dir(&cfg.data_dir),
-            package_attempts: cfg.hls.enabled.then_some(cfg.jobs.max_attempts),
-            queue: None,
-        };
-        crate::library::import::run(&ingest, dir, visibility, dry_run)
+        let tracks = TrackService::for_command(Arc::new(cfg.clone()), db, store);
+        crate::library::import::run(&tracks.ingest(), dir, visibility, dry_run)
             .await
             .map_err(|e| CliError::Import(e.to_string()))
     })?;

@@ -11,12 +11,12 @@ use crate::hls::Rendition;
 use crate::jobs::{JobError, NewJob};
 
 /// Who did an audited action (the username at the time is kept with the id).
-#[derive(Debug, Clone, Copy)]
-pub struct Actor<'a> {
+#[derive(Debug, Clone)]
+pub struct Actor {
     /// The user's id.
-    pub id: &'a str,
+    pub id: String,
     /// The user's login name.
-    pub name: &'a str,
+    pub name: String,
 }
 
 /// One audit entry.
@@ -50,7 +50,7 @@ fn audit(
     id: &TrackId,
     action: &str,
     reason: Option<&str>,
-    who: Actor<'_>,
+    who: &Actor,
     now: i64,
 ) -> Result<(), LibraryError> {
     c.execute(
@@ -81,7 +81,7 @@ pub fn take_down(
     c: &mut Connection,
     id: &TrackId,
     reason: &str,
-    who: Actor<'_>,
+    who: &Actor,
     now: i64,
     purge: impl FnOnce(&Track) -> Option<(NewJob, u32)>,
 ) -> Result<Option<(Track, Option<i64>)>, LibraryError> {
@@ -108,7 +108,7 @@ pub fn restore(
     c: &mut Connection,
     id: &TrackId,
     reason: Option<&str>,
-    who: Actor<'_>,
+    who: &Actor,
     now: i64,
     package: Option<u32>,
 ) -> Result<Option<Track>, LibraryError> {

@@ -1,7 +1,7 @@
 //! What an edit may change, and the checks it must pass before it reaches the database.
 
+use crate::library::LibraryError;
 use crate::library::store::TrackChange;
-use crate::library::{LibraryError, Visibility};
 
 /// Longest title, artist or album, in characters.
 const MAX_TEXT_CHARS: usize = 500;
@@ -9,23 +9,6 @@ const MAX_TEXT_CHARS: usize = 500;
 const MAX_TAGS: usize = 32;
 /// Longest tag, in characters.
 const MAX_TAG_CHARS: usize = 64;
-
-/// An edit as asked for: `None` leaves a field alone.
-#[derive(Debug, Clone, Default)]
-pub struct TrackEdit {
-    /// New title (trimmed; must not be empty).
-    pub title: Option<String>,
-    /// New artist (trimmed; may be empty).
-    pub artist: Option<String>,
-    /// New album (trimmed; may be empty).
-    pub album: Option<String>,
-    /// New track number (`Some(None)` clears it).
-    pub track_number: Option<Option<u32>>,
-    /// New visibility.
-    pub visibility: Option<Visibility>,
-    /// Replaces the tags (each trimmed).
-    pub tags: Option<Vec<String>>,
-}
 
 fn invalid(field: &'static str, message: &str) -> LibraryError {
     LibraryError::Invalid {
@@ -48,10 +31,10 @@ fn text(
     }
 }
 
-impl TrackEdit {
-    /// The checked change, or the first field that is wrong.
-    pub fn validate(self) -> Result<TrackChange, LibraryError> {
-        let tags = match self.tags {
+/// The change trimmed and checked, or the first field that is wrong.
+pub fn check(change: TrackChange) -> Result<TrackChange, LibraryError> {
+    {
+        let tags = match change.tags {
             Some(tags) => {
                 if tags.len() > MAX_TAGS {
                     return Err(invalid("tags", "at most 32"));
@@ -69,11 +52,11 @@ impl TrackEdit {
             None => None,
         };
         Ok(TrackChange {
-            title: text(self.title, "title", false)?,
-            artist: text(self.artist, "artist", true)?,
-            album: text(self.album, "album", true)?,
-            track_number: self.track_number,
-            visibility: self.visibility,
+            title: text(change.title, "title", false)?,
+            artist: text(change.artist, "artist", true)?,
+            album: text(change.album, "album", true)?,
+            track_number: change.track_number,
+            visibility: change.visibility,
             tags,
         })
     }
@@ -85,48 +68,47 @@ mod tests {
 
     #[test]
     fn edits_are_trimmed_and_bounded() {
-        let ok = TrackEdit {
+        let ok = TrackChange {
             title: Some("  Blue  ".into()),
             artist: Some(" ".into()),
             tags: Some(vec![" jazz ".into()]),
-            ..TrackEdit::default()
-        }
-        .validate()
-        .unwrap();
+            ..TrackChange::default()
+        };
+        let ok = check(ok).unwrap();
         assert_eq!(ok.title.as_deref(), Some("Blue"));
         assert_eq!(ok.artist.as_deref(), Some(""));
         assert_eq!(ok.tags, Some(vec!["jazz".to_owned()]));
         for (edit, field) in [
             (
-                TrackEdit {
+                TrackChange {
                     title: Some(" ".into()),
                     ..Default::default()
                 },
                 "title",
             ),
             (
-                TrackEdit {
+                TrackChange {
                     album: Some("x".repeat(501)),
                     ..Default::default()
                 },
                 "album",
             ),
             (
-                TrackEdit {
+                TrackChange {
                     tags: Some(vec!["".into()]),
                     ..Default::default()
                 },
                 "tags",
             ),
             (
-                TrackEdit {
+                TrackChange {
                     tags: Some(vec!["a".into(); 33]),
                     ..Default::default()
                 },
                 "tags",
             ),
         ] {
-            match edit.validate() {
+            match check(edit) {
                 Err(LibraryError::Invalid { field: f, .. }) => assert_eq!(f, field),
                 other => panic!("{field}: {other:?}"),
             }

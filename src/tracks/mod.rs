@@ -4,17 +4,17 @@
 //! forget. SQL stays in `library`; who may see a track is [`access::may_view`].
 
 use std::net::IpAddr;
-use std::path::Path;
 use std::sync::Arc;
 
 use crate::cache::Caches;
 use crate::config::Config;
 use crate::db::Db;
 use crate::jobs::{Job, JobCtx, JobFailure, JobKind, Queue, Runner};
-use crate::library::ingest::{Ingest, Outcome, Overrides};
+use crate::library::ingest::Ingest;
 use crate::library::lifecycle::{self, Actor, AuditEntry};
 use crate::library::store::{self, Page, Query, TrackChange};
 use crate::library::{LibraryError, OwnerKey, Track, TrackAccess, TrackId};
+use crate::metrics::Metrics;
 use crate::signing::{CdnService, SignedUrl, SigningError};
 use crate::storage::{BlobKey, BlobStore};
 
@@ -25,7 +25,6 @@ pub mod purge;
 mod stream;
 
 pub use access::{Purpose, Verdict, Viewer, may_view};
-pub use edit::TrackEdit;
 pub use stream::StreamFormat;
 
 /// Why a track operation failed.
@@ -107,6 +106,21 @@ impl TrackService {
         }
     }
 
+    /// For a one-shot command beside (or without) a server: nothing cached (the server's
+    /// caches notice CLI changes within `cache.metadata_ttl_secs`), no local workers to wake.
+    pub fn for_command(config: Arc<Config>, db: Db, store: BlobStore) -> TrackService {
+        let metrics = Metrics::new(crate::version::VERSION, crate::version::COMMIT)
+            .expect("a fresh registry takes every metric once");
+        let no_cache = crate::config::CacheConfig {
+            metadata_ttl_secs: 0,
+            max_entries: 0,
+        };
+        let caches = Arc::new(Caches::new(&no_cache, &metrics));
+        let cdn = Arc::new(CdnService::new(&config, &metrics));
+        let jobs = Queue::new(&config);
+        TrackService::new(config, db, store, caches, cdn, jobs)
+    }
+
     /// The job runner for the worker pool.
     pub fn runner(&self) -> Arc<dyn Runner> {
         Arc::new(self.clone())
@@ -123,23 +137,6 @@ impl TrackService {
             package_attempts: s.config.hls.enabled.then_some(s.config.jobs.max_attempts),
             queue: Some(s.jobs.clone()),
         }
-    }
-
-    /// Adds a spooled upload to the library (or finds the byte-identical track).
-    pub async fn add_file(
-        &self,
-        path: &Path,
-        sha256: &str,
-        size: u64,
-        over: &Overrides,
-        fallback_title: &str,
-        created_by: Option<String>,
-    ) -> Result<Outcome, TrackError> {
-        // A new track needs no invalidation: "no owner" is never cached.
-        Ok(self
-            .ingest()
-            .file(path, sha256, size, over, fallback_title, created_by)
-            .await?)
     }
 
     /// The tracks owning an object, through the metadata cache. "No owner" is never cached:
@@ -189,8 +186,8 @@ impl TrackService {
     }
 
     /// Edits a track's metadata after checking the edit.
-    pub async fn edit(&self, id: TrackId, edit: TrackEdit) -> Result<Track, TrackError> {
-        let change: TrackChange = edit.validate()?;
+    pub async fn edit(&self, id: TrackId, change: TrackChange) -> Result<Track, TrackError> {
+        let change = edit::check(change)?;
         let now = crate::clock::now();
         let t = self
             .inner
@@ -226,7 +223,7 @@ impl TrackService {
         &self,
         id: &TrackId,
         reason: &str,
-        who: (&str, &str),
+        who: Actor,
     ) -> Result<(Track, Option<i64>), TrackError> {
         let reason = reason.trim().to_owned();
         if !(1..=1000).contains(&reason.chars().count()) {
@@ -238,16 +235,12 @@ impl TrackService {
         }
         let now = crate::clock::now();
         let cfg = self.inner.config.clone();
-        let (tid, actor_id, actor_name) = (id.clone(), who.0.to_owned(), who.1.to_owned());
+        let tid = id.clone();
         let outcome = self
             .inner
             .db
             .call(move |c| {
-                let actor = Actor {
-                    id: &actor_id,
-                    name: &actor_name,
-                };
-                lifecycle::take_down(c, &tid, &reason, actor, now, |t| {
+                lifecycle::take_down(c, &tid, &reason, &who, now, |t| {
                     purge::new_job(&cfg, t).map(|j| (j, cfg.jobs.max_attempts))
                 })
             })
@@ -269,7 +262,7 @@ impl TrackService {
         &self,
         id: &TrackId,
         reason: Option<String>,
-        who: (&str, &str),
+        who: Actor,
     ) -> Result<Track, TrackError> {
         let reason = reason
             .map(|r| r.trim().chars().take(1000).collect::<String>())
@@ -277,17 +270,11 @@ impl TrackService {
         let now = crate::clock::now();
         let cfg = &self.inner.config;
         let package = cfg.hls.enabled.then_some(cfg.jobs.max_attempts);
-        let (tid, actor_id, actor_name) = (id.clone(), who.0.to_owned(), who.1.to_owned());
+        let tid = id.clone();
         let outcome = self
             .inner
             .db
-            .call(move |c| {
-                let actor = Actor {
-                    id: &actor_id,
-                    name: &actor_name,
-                };
-                lifecycle::restore(c, &tid, reason.as_deref(), actor, now, package)
-            })
+            .call(move |c| lifecycle::restore(c, &tid, reason.as_deref(), &who, now, package))
             .await;
         self.inner.tracks_changed();
         let track = outcome?.ok_or_else(|| TrackError::Conflict {

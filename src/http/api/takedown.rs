@@ -16,7 +16,7 @@ use crate::http::error::ErrorEnvelope;
 use crate::http::filters::{json_body, with_state};
 use crate::http::route;
 use crate::http::state::AppState;
-use crate::library::lifecycle::AuditEntry;
+use crate::library::lifecycle::{Actor, AuditEntry};
 use crate::library::{Track, TrackId};
 
 const JSON: &[&str] = &["application/json"];
@@ -86,6 +86,13 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
     takedown.or(restore).unify().or(audit).unify().boxed()
 }
 
+fn actor(who: &Principal) -> Actor {
+    Actor {
+        id: who.user.id.clone(),
+        name: who.user.username.clone(),
+    }
+}
+
 /// Hides a track everywhere at once and queues a CDN purge.
 #[utoipa::path(post, path = "/api/v1/tracks/{id}/takedown", tag = "tracks",
     params(("id" = String, Path, description = "Track id")), request_body = TakedownBody,
@@ -101,7 +108,7 @@ async fn takedown(
 ) -> Result<Response, Rejection> {
     let (track, job) = s
         .tracks
-        .take_down(&id, &body.reason, (&who.user.id, &who.user.username))
+        .take_down(&id, &body.reason, actor(&who))
         .await
         .map_err(ApiError::from)?;
     tracing::warn!(track_id = %id, by = %who.user.id, purge_job = ?job, "track taken down");
@@ -128,7 +135,7 @@ async fn restore(
 ) -> Result<Response, Rejection> {
     let track = s
         .tracks
-        .restore(&id, body.reason, (&who.user.id, &who.user.username))
+        .restore(&id, body.reason, actor(&who))
         .await
         .map_err(ApiError::from)?;
     tracing::info!(track_id = %id, "track restored");

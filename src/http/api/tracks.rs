@@ -21,10 +21,9 @@ use crate::http::filters::{body_error, body_timeout, json_body, stall_limited, w
 use crate::http::route;
 use crate::http::state::AppState;
 use crate::library::ingest::{Outcome, Overrides, spool};
-use crate::library::store::{Query, Sort};
+use crate::library::store::{Query, Sort, TrackChange};
 use crate::library::{Track, TrackId, Visibility};
 use crate::storage::BlobKey;
-use crate::tracks::TrackEdit;
 
 const JSON: &[&str] = &["application/json"];
 /// Largest text field in an upload form.
@@ -297,7 +296,8 @@ where
         .to_owned();
     let outcome = s
         .tracks
-        .add_file(
+        .ingest()
+        .file(
             &file.path,
             &file.sha256,
             file.size,
@@ -436,7 +436,7 @@ async fn patch(
     s: AppState,
     req: PatchTrack,
 ) -> Result<Response, Rejection> {
-    let edit = TrackEdit {
+    let change = TrackChange {
         title: req.title,
         artist: req.artist,
         album: req.album,
@@ -444,7 +444,7 @@ async fn patch(
         visibility: req.visibility,
         tags: req.tags,
     };
-    let t = s.tracks.edit(id, edit).await.map_err(ApiError::from)?;
+    let t = s.tracks.edit(id, change).await.map_err(ApiError::from)?;
     tracing::info!(track_id = %t.id, by = %who.user.id, "track edited");
     Ok(warp::reply::json(&t).into_response())
 }
