@@ -196,8 +196,7 @@ impl Ingest {
                     self.store
                         .put_content_addressed("covers", ext, body, MAX_COVER_BYTES)
                         .await?
-                        .key
-                        .to_string(),
+                        .key,
                 )
             }
             _ => None,
@@ -208,8 +207,9 @@ impl Ingest {
                 .filter(|s| !s.trim().is_empty())
                 .or_else(|| tag.clone())
         };
+        let id = TrackId::new();
         let track = Track {
-            id: String::new(),
+            id: id.clone(),
             title: pick(&over.title, &probed.title).unwrap_or_else(|| fallback_title.to_owned()),
             artist: pick(&over.artist, &probed.artist).unwrap_or_default(),
             album: pick(&over.album, &probed.album).unwrap_or_default(),
@@ -235,12 +235,12 @@ impl Ingest {
             tags: Vec::new(),
             created_at: now,
             updated_at: now,
-            original_key: original.key.to_string(),
+            original_key: original.key.clone(),
             cover_key,
             hls_key: None,
         };
         let new = NewTrack {
-            id: TrackId::new(),
+            id,
             track,
             created_by,
         };

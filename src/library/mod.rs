@@ -7,6 +7,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::storage::BlobKey;
+
 pub mod import;
 pub mod ingest;
 pub mod lifecycle;
@@ -18,7 +20,7 @@ pub mod store;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackAccess {
     /// Canonical track id.
-    pub id: String,
+    pub id: TrackId,
     /// Who may stream it.
     pub visibility: Visibility,
     /// Lifecycle state.
@@ -26,9 +28,9 @@ pub struct TrackAccess {
     /// MIME type of the original.
     pub content_type: String,
     /// Blob key of the original.
-    pub original_key: String,
+    pub original_key: BlobKey,
     /// Blob key of the HLS master playlist, once packaged.
-    pub hls_key: Option<String>,
+    pub hls_key: Option<BlobKey>,
 }
 
 /// Which tracks own an object: the key of a [`store::owners`] lookup (and of its cache).
@@ -99,7 +101,8 @@ pub enum LibraryError {
 
 /// A track id: a UUID (v7 when Veza made it). Parsing rejects anything else, so a bad id in a
 /// path is a 404 before any handler runs.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
 pub struct TrackId(String);
 
 impl TrackId {
@@ -225,7 +228,8 @@ impl FromStr for Status {
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Track {
     /// UUIDv7.
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: TrackId,
     /// Title (from the tags, else the file name).
     pub title: String,
     /// Artist ("" when unknown).
@@ -268,13 +272,13 @@ pub struct Track {
     pub updated_at: i64,
     /// Blob key of the original (internal).
     #[serde(skip)]
-    pub original_key: String,
+    pub original_key: BlobKey,
     /// Blob key of the cover (internal).
     #[serde(skip)]
-    pub cover_key: Option<String>,
+    pub cover_key: Option<BlobKey>,
     /// Blob key of the HLS master playlist (internal).
     #[serde(skip)]
-    pub hls_key: Option<String>,
+    pub hls_key: Option<BlobKey>,
 }
 
 #[cfg(test)]

@@ -7,18 +7,48 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params, params_from_iter};
 
 use super::{LibraryError, OwnerKey, Status, Track, TrackAccess, TrackId, Visibility};
+use crate::storage::BlobKey;
 
 const COLS: &str = "id, title, artist, album, track_number, duration_ms, codec, bitrate_kbps, \
     sample_rate, channels, size_bytes, sha256, content_type, cover_key, visibility, status, \
     status_detail, created_at, updated_at, original_key, hls_key";
 
+/// A stored text column parsed into its domain type: a value that does not parse is an error
+/// naming the column, never a silent default.
+fn parsed<T>(r: &Row<'_>, i: usize) -> rusqlite::Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let text: String = r.get(i)?;
+    text.parse().map_err(|e: T::Err| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("stored value does not parse: {e}").into(),
+        )
+    })
+}
+
+/// [`parsed`] for a nullable column.
+fn parsed_opt<T>(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<T>>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    match r.get_ref(i)? {
+        rusqlite::types::ValueRef::Null => Ok(None),
+        _ => parsed(r, i).map(Some),
+    }
+}
+
 fn row(r: &Row<'_>) -> rusqlite::Result<Track> {
     let vis: String = r.get(14)?;
     let status: String = r.get(15)?;
-    let cover_key: Option<String> = r.get(13)?;
-    let hls_key: Option<String> = r.get(20)?;
+    let cover_key: Option<BlobKey> = parsed_opt(r, 13)?;
+    let hls_key: Option<BlobKey> = parsed_opt(r, 20)?;
     Ok(Track {
-        id: r.get(0)?,
+        id: parsed(r, 0)?,
         title: r.get(1)?,
         artist: r.get(2)?,
         album: r.get(3)?,
@@ -39,7 +69,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Track> {
         tags: Vec::new(),
         created_at: r.get(17)?,
         updated_at: r.get(18)?,
-        original_key: r.get(19)?,
+        original_key: parsed(r, 19)?,
         cover_key,
         hls_key,
     })
@@ -48,7 +78,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Track> {
 fn with_tags(c: &Connection, mut t: Track) -> Result<Track, LibraryError> {
     let mut st = c.prepare_cached("SELECT tag FROM track_tags WHERE track_id = ?1 ORDER BY tag")?;
     t.tags = st
-        .query_map([&t.id], |r| r.get(0))?
+        .query_map([t.id.as_str()], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     Ok(t)
 }
@@ -81,8 +111,8 @@ pub fn insert(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19)",
         params![
             new.id.as_str(), t.title, t.artist, t.album, t.track_number, t.duration_ms, t.codec,
-            t.bitrate_kbps, t.sample_rate, t.channels, t.size_bytes, t.sha256, t.original_key,
-            t.content_type, t.cover_key, t.visibility.as_str(), t.status.as_str(), new.created_by,
+            t.bitrate_kbps, t.sample_rate, t.channels, t.size_bytes, t.sha256, t.original_key.as_str(),
+            t.content_type, t.cover_key.as_ref().map(BlobKey::as_str), t.visibility.as_str(), t.status.as_str(), new.created_by,
             t.created_at,
         ],
     );
@@ -404,15 +434,15 @@ pub fn update(
 /// Deletes a track's rows; returns the blob keys no remaining row references, for the caller
 /// to delete after the commit (a crash in between leaves an orphan blob, never a row that
 /// points at a missing one).
-pub fn delete(c: &mut Connection, id: &TrackId) -> Result<Vec<String>, LibraryError> {
+pub fn delete(c: &mut Connection, id: &TrackId) -> Result<Vec<BlobKey>, LibraryError> {
     let tx = c.transaction()?;
     let t = get(&tx, id)?.ok_or(LibraryError::NotFound)?;
     tx.execute("DELETE FROM tracks WHERE id = ?1", [id.as_str()])?;
     let mut unreferenced = Vec::new();
-    for key in std::iter::once(t.original_key.clone()).chain(t.cover_key.clone()) {
+    for key in std::iter::once(t.original_key).chain(t.cover_key) {
         let used: i64 = tx.query_row(
             "SELECT COUNT(*) FROM tracks WHERE original_key = ?1 OR cover_key = ?1",
-            [&key],
+            [key.as_str()],
             |r| r.get(0),
         )?;
         if used == 0 {
@@ -430,13 +460,13 @@ pub fn owners(c: &Connection, owner: &OwnerKey) -> Result<Vec<TrackAccess>, Libr
         let vis: String = r.get(1)?;
         let status: String = r.get(2)?;
         Ok(TrackAccess {
-            id: r.get(0)?,
+            id: parsed(r, 0)?,
             // An unknown spelling is treated as the most restrictive.
             visibility: vis.parse().unwrap_or(Visibility::Private),
             status: status.parse().unwrap_or(Status::TakenDown),
             content_type: r.get(3)?,
-            original_key: r.get(4)?,
-            hls_key: r.get(5)?,
+            original_key: parsed(r, 4)?,
+            hls_key: parsed_opt(r, 5)?,
         })
     };
     Ok(match owner {

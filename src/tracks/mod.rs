@@ -16,7 +16,7 @@ use crate::library::store::{self, Page, Query, TrackChange};
 use crate::library::{LibraryError, OwnerKey, Track, TrackAccess, TrackId};
 use crate::metrics::Metrics;
 use crate::signing::{CdnService, SignedUrl, SigningError};
-use crate::storage::{BlobKey, BlobStore};
+use crate::storage::BlobStore;
 
 pub mod access;
 mod edit;
@@ -205,13 +205,8 @@ impl TrackService {
         let keys = self.inner.db.call(move |c| store::delete(c, &tid)).await;
         self.inner.tracks_changed();
         for key in keys? {
-            match BlobKey::parse(&key) {
-                Ok(k) => {
-                    if let Err(e) = self.inner.store.delete(&k).await {
-                        tracing::warn!(error = %e, key = %key, "could not delete blob of a deleted track");
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "stored key does not parse"),
+            if let Err(e) = self.inner.store.delete(&key).await {
+                tracing::warn!(error = %e, key = %key, "could not delete blob of a deleted track");
             }
         }
         package::remove_tree(&self.inner, &package::hls_prefix(id)).await;

@@ -128,7 +128,7 @@ async fn package_into(
     out: &Path,
     ctx: &JobCtx,
 ) -> Result<(), JobFailure> {
-    let key = BlobKey::parse(&track.original_key).map_err(failed)?;
+    let key = track.original_key.clone();
     let ext = key.as_str().rsplit('.').next().unwrap_or("bin").to_owned();
     let input = work.join(format!("original.{ext}"));
     download(s, &key, &input).await?;

@@ -37,13 +37,13 @@ pub fn new_job(cfg: &Config, track: &Track) -> Option<NewJob> {
         Some(u.to_string())
     };
     let mut urls = vec![join(&format!("tracks/{}/*", track.id))?];
-    urls.push(join(&track.original_key)?);
+    urls.push(join(track.original_key.as_str())?);
     if let Some(cover) = &track.cover_key {
-        urls.push(join(cover)?);
+        urls.push(join(cover.as_str())?);
     }
     Some(NewJob {
         kind: JobKind::PurgeCdn,
-        track_id: Some(track.id.clone()),
+        track_id: Some(track.id.to_string()),
         payload: serde_json::to_value(PurgePayload { urls }).expect("plain data serialises"),
     })
 }

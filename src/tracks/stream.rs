@@ -51,7 +51,7 @@ pub(super) async fn stream_url(
     // The same URL for every viewer of a track while it is young: fewer signatures, and
     // browsers and edges see one URL instead of one per request.
     let cache_key = StreamKey {
-        track: t.id.clone(),
+        track: t.id.to_string(),
         hls: hls.is_some(),
         ip: req.ip,
     };

@@ -107,7 +107,7 @@ async fn a_takedown_hides_the_track_at_once_purges_the_cdn_and_restore_brings_it
     };
     let objects = [
         format!("tracks/{id}/hls/master.m3u8"),
-        track.original_key.clone(),
+        track.original_key.to_string(),
     ];
     let origin_get = |key: String| {
         let (client, url) = (app.client.clone(), app.url(&format!("/media/{key}")));

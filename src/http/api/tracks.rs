@@ -23,7 +23,6 @@ use crate::http::state::AppState;
 use crate::library::ingest::{Outcome, Overrides, spool};
 use crate::library::store::{Query, Sort, TrackChange};
 use crate::library::{Track, TrackId, Visibility};
-use crate::storage::BlobKey;
 
 const JSON: &[&str] = &["application/json"];
 /// Largest text field in an upload form.
@@ -468,7 +467,6 @@ async fn cover(id: TrackId, who: Option<Principal>, s: AppState) -> Result<Respo
     let key = t
         .cover_key
         .ok_or_else(|| warp::reject::custom(ApiError::NotFound))?;
-    let key = BlobKey::parse(&key).map_err(|_| warp::reject::custom(ApiError::Internal))?;
     let mime = match key.as_str().rsplit('.').next() {
         Some("png") => "image/png",
         Some("webp") => "image/webp",

@@ -154,7 +154,7 @@ fn choose<'a>(
 ) -> Option<&'a TrackAccess> {
     owners.iter().find(|o| {
         let viewer = Viewer::Signed {
-            grant: private_ok(access, object, &o.id),
+            grant: private_ok(access, object, o.id.as_str()),
         };
         may_view(viewer, o.visibility, o.status, Purpose::Play) == Verdict::Allowed
     })
@@ -192,17 +192,21 @@ fn verdict(owners: &[TrackAccess]) -> ApiError {
 mod tests {
     use super::*;
     use crate::library::Visibility;
+    use crate::storage::BlobKey;
 
     const SHA: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     const ID: &str = "0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b";
 
-    fn owner(id: &str, visibility: Visibility, status: Status) -> TrackAccess {
+    /// Owner `n` of a shared cover.
+    fn owner(n: char, visibility: Visibility, status: Status) -> TrackAccess {
         TrackAccess {
-            id: id.into(),
+            id: format!("0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a0{n}")
+                .parse()
+                .unwrap(),
             visibility,
             status,
             content_type: String::new(),
-            original_key: String::new(),
+            original_key: BlobKey::parse(&format!("originals/e3/b0/{SHA}.flac")).unwrap(),
             hls_key: None,
         }
     }
@@ -213,12 +217,12 @@ mod tests {
         let token = Access::Token {
             scope: "/tracks/x/hls/".into(),
         };
-        let down = owner("a", Visibility::Public, Status::TakenDown);
-        let public = owner("b", Visibility::Public, Status::Ready);
-        let private = owner("c", Visibility::Private, Status::Ready);
+        let down = owner('a', Visibility::Public, Status::TakenDown);
+        let public = owner('b', Visibility::Public, Status::Ready);
+        let private = owner('c', Visibility::Private, Status::Ready);
         assert_eq!(
-            choose(&[down.clone(), public.clone()], &token, &cover).map(|o| o.id.as_str()),
-            Some("b")
+            choose(&[down.clone(), public.clone()], &token, &cover).map(|o| &o.id),
+            Some(&public.id)
         );
         assert!(choose(&[down.clone(), down.clone()], &token, &cover).is_none());
         assert!(matches!(
