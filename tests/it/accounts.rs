@@ -29,7 +29,7 @@ async fn the_setup_link_creates_the_first_admin_once() {
     let app = spawn_app().await;
     let token = setup_token(&app);
     let post = |body: Value| app.client.post(app.url("/api/v1/setup")).json(&body).send();
-    let page = app.client.get(app.url("/setup")).send().await.unwrap();
+    let page = app.get("/setup", None).await;
     assert_eq!(page.status(), 200);
 
     let bad = post(json!({"token": "nope", "username": "root", "password": "long-enough-pw"}))
@@ -57,12 +57,12 @@ async fn the_setup_link_creates_the_first_admin_once() {
 }
 
 async fn login(app: &TestApp, username: &str, password: &str) -> reqwest::Response {
-    app.client
-        .post(app.url("/api/v1/auth/login"))
-        .json(&json!({"username": username, "password": password}))
-        .send()
-        .await
-        .unwrap()
+    app.post_json(
+        "/api/v1/auth/login",
+        None,
+        &json!({"username": username, "password": password}),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -179,13 +179,12 @@ async fn disabled_users_cannot_log_in() {
     let id = create_user(&app, "gone", "gone-password", Role::Editor).await;
     let (_, admin) = user_with_token(&app, "boss", Role::Admin).await;
     let r = app
-        .client
-        .patch(app.url(&format!("/api/v1/users/{id}")))
-        .bearer_auth(&admin)
-        .json(&json!({"disabled": true}))
-        .send()
-        .await
-        .unwrap();
+        .patch_json(
+            &format!("/api/v1/users/{id}"),
+            Some(&admin),
+            &json!({"disabled": true}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     assert_envelope(
         login(&app, "gone", "gone-password").await,
@@ -201,13 +200,12 @@ async fn api_tokens_work_until_revoked_or_expired() {
     let app = spawn_app().await;
     let (_, admin) = user_with_token(&app, "boss", Role::Admin).await;
     let created = app
-        .client
-        .post(app.url("/api/v1/tokens"))
-        .bearer_auth(&admin)
-        .json(&json!({"name": "script", "expires_days": 30}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(
+            "/api/v1/tokens",
+            Some(&admin),
+            &json!({"name": "script", "expires_days": 30}),
+        )
+        .await;
     assert_eq!(created.status(), 201);
     let created: Value = created.json().await.unwrap();
     let token = created["token"].as_str().unwrap().to_owned();
@@ -216,13 +214,7 @@ async fn api_tokens_work_until_revoked_or_expired() {
         created["expires_at"].as_i64().unwrap()
             > created["created_at"].as_i64().unwrap() + 29 * 86400
     );
-    let me = app
-        .client
-        .get(app.url("/api/v1/me"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let me = app.get("/api/v1/me", Some(&token)).await;
     assert_eq!(me.status(), 200);
 
     let list: Value = app.get_json("/api/v1/tokens", Some(&admin)).await;
@@ -232,22 +224,13 @@ async fn api_tokens_work_until_revoked_or_expired() {
     );
     let id = created["id"].as_str().unwrap();
     assert_eq!(
-        app.client
-            .delete(app.url(&format!("/api/v1/tokens/{id}")))
-            .bearer_auth(&admin)
-            .send()
+        app.delete(&format!("/api/v1/tokens/{id}"), Some(&admin))
             .await
-            .unwrap()
             .status(),
         204
     );
     assert_envelope(
-        app.client
-            .get(app.url("/api/v1/me"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap(),
+        app.get("/api/v1/me", Some(&token)).await,
         401,
         "unauthorized",
     )
@@ -262,24 +245,9 @@ async fn api_tokens_work_until_revoked_or_expired() {
         .call(move |c| veza::accounts::store::create_token(c, &uid, "old", &hash, 0, Some(1)))
         .await
         .unwrap();
+    assert_envelope(app.get("/api/v1/me", Some(&old)).await, 401, "unauthorized").await;
     assert_envelope(
-        app.client
-            .get(app.url("/api/v1/me"))
-            .bearer_auth(&old)
-            .send()
-            .await
-            .unwrap(),
-        401,
-        "unauthorized",
-    )
-    .await;
-    assert_envelope(
-        app.client
-            .get(app.url("/api/v1/me"))
-            .bearer_auth("vz_unknown")
-            .send()
-            .await
-            .unwrap(),
+        app.get("/api/v1/me", Some("vz_unknown")).await,
         401,
         "unauthorized",
     )
@@ -315,12 +283,8 @@ async fn editors_see_and_revoke_only_their_own_tokens() {
         .unwrap()
         .to_owned();
     let r = app
-        .client
-        .delete(app.url(&format!("/api/v1/tokens/{admins}")))
-        .bearer_auth(&editor)
-        .send()
-        .await
-        .unwrap();
+        .delete(&format!("/api/v1/tokens/{admins}"), Some(&editor))
+        .await;
     assert_envelope(r, 404, "not_found").await;
     app.stop().await;
 }
@@ -446,22 +410,20 @@ async fn the_last_admin_cannot_be_demoted_disabled_or_deleted() {
     .await;
     // With a second admin, the first may step down.
     let second = app
-        .client
-        .post(app.url("/api/v1/users"))
-        .bearer_auth(&admin)
-        .json(&json!({"username": "second", "password": "second-password", "role": "admin"}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(
+            "/api/v1/users",
+            Some(&admin),
+            &json!({"username": "second", "password": "second-password", "role": "admin"}),
+        )
+        .await;
     assert_eq!(second.status(), 201);
     let dup = app
-        .client
-        .post(app.url("/api/v1/users"))
-        .bearer_auth(&admin)
-        .json(&json!({"username": "SECOND", "password": "second-password"}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(
+            "/api/v1/users",
+            Some(&admin),
+            &json!({"username": "SECOND", "password": "second-password"}),
+        )
+        .await;
     assert_envelope(dup, 409, "username_taken").await;
     let r = app
         .client
@@ -479,22 +441,8 @@ async fn the_last_admin_cannot_be_demoted_disabled_or_deleted() {
 async fn metrics_can_require_a_bearer_token() {
     let app = spawn_app_with(|c| c.server.metrics_public = false).await;
     let (_, editor) = user_with_token(&app, "ed", Role::Editor).await;
-    assert_envelope(
-        app.client.get(app.url("/metrics")).send().await.unwrap(),
-        401,
-        "unauthorized",
-    )
-    .await;
-    assert_eq!(
-        app.client
-            .get(app.url("/metrics"))
-            .bearer_auth(&editor)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_envelope(app.get("/metrics", None).await, 401, "unauthorized").await;
+    assert_eq!(app.get("/metrics", Some(&editor)).await.status(), 200);
     app.stop().await;
 }
 
@@ -581,16 +529,7 @@ async fn passwords_and_tokens_never_reach_the_logs() {
         .await
         .unwrap();
     let token = created["token"].as_str().unwrap().to_owned();
-    assert_eq!(
-        app.client
-            .get(app.url("/api/v1/me"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get("/api/v1/me", Some(&token)).await.status(), 200);
     let setup = setup_token(&app);
     app.stop().await;
 

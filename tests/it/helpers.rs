@@ -1,11 +1,15 @@
 //! Shared test fixtures: the real app on port 0 with a temp data dir, the real binary, and
 //! envelope assertions.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
+use serde_json::Value;
+use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
+use veza::accounts::Role;
 use veza::config::Config;
 
 /// A running app and what it needs to stay alive.
@@ -33,6 +37,103 @@ impl TestApp {
             req = req.bearer_auth(t);
         }
         req.send().await.unwrap().json().await.unwrap()
+    }
+
+    /// Uploads `file` as the token's user through the API; asserts 201 and returns the track.
+    pub async fn upload(&self, token: &str, file: &Path) -> Value {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(std::fs::read(file).unwrap())
+                .file_name(file.file_name().unwrap().to_string_lossy().into_owned()),
+        );
+        let r = self
+            .client
+            .post(self.url("/api/v1/tracks"))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        r.json().await.unwrap()
+    }
+
+    /// Polls the track until its status is `want` (panics after `secs`).
+    pub async fn wait_status(&self, token: &str, id: &str, want: &str, secs: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let t = self
+                .get_json(&format!("/api/v1/tracks/{id}"), Some(token))
+                .await;
+            if t["status"] == want {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "track never became {want}: {t}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Polls the track until it is `ready` (panics after 60 s).
+    pub async fn wait_ready(&self, token: &str, id: &str) -> Value {
+        self.wait_status(token, id, "ready", 60).await
+    }
+
+    /// `GET path`, with a bearer token when given.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        self.send(self.client.get(self.url(path)), token).await
+    }
+
+    /// `DELETE path`, with a bearer token when given.
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        self.send(self.client.delete(self.url(path)), token).await
+    }
+
+    /// `POST path` with a JSON body, with a bearer token when given.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.send(self.client.post(self.url(path)).json(body), token)
+            .await
+    }
+
+    /// `PATCH path` with a JSON body, with a bearer token when given.
+    pub async fn patch_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.send(self.client.patch(self.url(path)).json(body), token)
+            .await
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::Response {
+        match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+        .send()
+        .await
+        .unwrap()
+    }
+
+    /// A signed URL (made for the app's `server.public_url`) as a player on this machine
+    /// reaches it: on the app's real port.
+    pub fn reach(&self, url: &str) -> String {
+        let public = self.state.config.server.public_url.as_str();
+        url.replacen(public.trim_end_matches('/'), &self.url(""), 1)
+    }
+
+    /// `GET` of a signed URL, as the CDN (or a player) pulls it from the origin.
+    pub async fn origin_get(&self, signed_url: &str) -> reqwest::Response {
+        self.client
+            .get(self.reach(signed_url))
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Stops the server and waits for it before the temp dir goes away.
@@ -278,4 +379,214 @@ pub fn cli_admin_token(home: &Path) -> String {
         .unwrap();
     assert!(tok.status.success(), "{}", stderr(&tok));
     stdout(&tok).trim().to_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Media fixtures: generated audio, packaged tracks, an S3-compatible server.
+
+/// A `secs`-long stereo tone MP3 at `kbps`, in `dir`.
+pub fn tone(dir: &Path, name: &str, secs: u32, kbps: u32) -> PathBuf {
+    require_tool("ffmpeg");
+    let out = Command::new("ffmpeg")
+        .current_dir(dir)
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("sine=frequency=440:duration={secs}"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!(
+            "anoisesrc=color=pink:amplitude=0.1:duration={secs}"
+        ))
+        .args([
+            "-filter_complex",
+            "amix=inputs=2,aformat=channel_layouts=stereo",
+        ])
+        .args(["-c:a", "libmp3lame", "-b:a"])
+        .arg(format!("{kbps}k"))
+        .args(["-metadata", "title=Tone"])
+        .arg(name)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    dir.join(name)
+}
+
+/// In `data`: an editor's uploaded `secs`-long tone whose packaging job (with `max_attempts`)
+/// waits, and whose stored original is then overwritten with junk. The app is stopped; the
+/// caller starts its own on `data` with ffmpeg. Returns the editor's token and the track id.
+pub async fn track_with_damaged_original(
+    data: &Path,
+    secs: u32,
+    max_attempts: u32,
+) -> (String, String) {
+    let fx = tempfile::tempdir().unwrap();
+    let d = data.to_owned();
+    // Without ffmpeg, so the job waits while the stored original is damaged.
+    let app = spawn_app_with(move |c| {
+        c.data_dir = d.clone();
+        c.storage.local_root = d.join("blobs");
+        c.hls.ffmpeg = "/nonexistent/ffmpeg".into();
+        // A job keeps the attempt budget it was enqueued with.
+        c.jobs.max_attempts = max_attempts;
+    })
+    .await;
+    let (_, ed) = user_with_token(&app, "ed", Role::Editor).await;
+    let t = app.upload(&ed, &tone(fx.path(), "a.mp3", secs, 128)).await;
+    let id = t["id"].as_str().unwrap().to_owned();
+    let sha = t["sha256"].as_str().unwrap().to_owned();
+    app.stop().await;
+    let original = data
+        .join("blobs/originals")
+        .join(&sha[..2])
+        .join(&sha[2..4])
+        .join(format!("{sha}.mp3"));
+    let junk: Vec<u8> = (0..64 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&original, junk).unwrap();
+    (ed, id)
+}
+
+pub fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
+    r.headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} header"))
+        .to_str()
+        .unwrap()
+}
+
+/// Lines of a playlist that name other objects: URIs and `URI="…"` attributes.
+pub fn playlist_uris(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.split("URI=\"").nth(1) {
+            out.push(rest.split('"').next().unwrap().to_owned());
+        } else if !line.starts_with('#') {
+            out.push(line.to_owned());
+        }
+    }
+    out
+}
+
+/// Plays an HLS tree as a player does: master → media playlists → init and segments, each URI
+/// resolved against the URL it came from. Checks each object's headers; returns the URLs.
+pub async fn play(client: &reqwest::Client, master: &str, id: &str) -> Vec<String> {
+    let mut fetched = Vec::new();
+    let get = |u: url::Url| {
+        let client = client.clone();
+        async move { client.get(u).send().await.unwrap() }
+    };
+    let master_url = url::Url::parse(master).unwrap();
+    let resp = get(master_url.clone()).await;
+    assert_eq!(resp.status(), 200, "master {master}");
+    check_kind(
+        &resp,
+        "application/vnd.apple.mpegurl",
+        "public, max-age=60",
+        id,
+    );
+    let text = resp.text().await.unwrap();
+    fetched.push(master_url.to_string());
+    let media = playlist_uris(&text);
+    assert!(!media.is_empty(), "{text}");
+    for m in media {
+        let url = master_url.join(&m).unwrap();
+        let resp = get(url.clone()).await;
+        assert_eq!(resp.status(), 200, "playlist {url}");
+        check_kind(
+            &resp,
+            "application/vnd.apple.mpegurl",
+            "public, max-age=60",
+            id,
+        );
+        let text = resp.text().await.unwrap();
+        fetched.push(url.to_string());
+        let segs = playlist_uris(&text);
+        assert!(!segs.is_empty(), "{text}");
+        for s in segs {
+            let seg_url = url.join(&s).unwrap();
+            let resp = get(seg_url.clone()).await;
+            assert_eq!(resp.status(), 200, "segment {seg_url}");
+            check_kind(&resp, "audio/mp4", "public, max-age=86400, immutable", id);
+            let body = resp.bytes().await.unwrap();
+            // Content-addressed: the name is the hash of the bytes.
+            assert_eq!(
+                s.rsplit('/').next().unwrap().split('.').next().unwrap(),
+                hex_sha(&body)
+            );
+            fetched.push(seg_url.to_string());
+        }
+    }
+    fetched
+}
+
+pub fn check_kind(r: &reqwest::Response, content_type: &str, cache: &str, id: &str) {
+    assert_eq!(header(r, "content-type"), content_type, "{}", r.url());
+    assert_eq!(header(r, "cache-control"), cache, "{}", r.url());
+    assert_eq!(header(r, "cdn-tag"), format!("track-{id}"), "{}", r.url());
+    assert_eq!(header(r, "accept-ranges"), "bytes");
+}
+
+pub const ACCESS_KEY: &str = "AKSTORAGE";
+
+pub const SECRET_KEY: &str = "SKSTORAGE";
+
+/// An s3s-fs process, killed when the test ends however it ends.
+pub struct S3sFs {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl Drop for S3sFs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts s3s-fs on a free loopback port serving `root` (each folder is a bucket).
+pub fn start_s3s(root: &Path) -> S3sFs {
+    let bin = require_tool("s3s-fs");
+    let port = free_port();
+    let log = root.with_extension("log");
+    let out = std::fs::File::create(&log).unwrap();
+    let child = Command::new(bin)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+        .arg(root)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("starting s3s-fs");
+    let mut server = S3sFs {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}"),
+    };
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while TcpStream::connect(addr).is_err() {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            panic!(
+                "s3s-fs exited with {status}: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "s3s-fs did not listen on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server
+}
+
+pub fn hex_sha(b: &[u8]) -> String {
+    Sha256::digest(b)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -2,7 +2,6 @@
 //! or imported, packaged by the real ffmpeg into the real local and S3 stores; a corrupt
 //! original that fails, retries and dies; a missing ffmpeg; kill -9 mid-packaging.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -12,79 +11,32 @@ use veza::accounts::Role;
 use veza::storage::{BlobKey, BlobStore};
 
 use crate::helpers::{
-    TestApp, cli_admin_token, require_tool, serve_binary, spawn_app_with, stderr, stdout,
-    user_with_token, veza,
+    TestApp, cli_admin_token, require_tool, serve_binary, spawn_app_with, stderr, stdout, tone,
+    track_with_damaged_original, user_with_token, veza,
 };
-
-/// A `secs`-long stereo tone MP3 at `kbps`, in `dir`.
-pub(crate) fn tone(dir: &Path, name: &str, secs: u32, kbps: u32) -> PathBuf {
-    require_tool("ffmpeg");
-    let out = Command::new("ffmpeg")
-        .current_dir(dir)
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("sine=frequency=440:duration={secs}"))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!(
-            "anoisesrc=color=pink:amplitude=0.1:duration={secs}"
-        ))
-        .args([
-            "-filter_complex",
-            "amix=inputs=2,aformat=channel_layouts=stereo",
-        ])
-        .args(["-c:a", "libmp3lame", "-b:a"])
-        .arg(format!("{kbps}k"))
-        .args(["-metadata", "title=Tone"])
-        .arg(name)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    dir.join(name)
-}
-
-pub(crate) async fn upload(app: &TestApp, token: &str, file: &Path) -> Value {
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(std::fs::read(file).unwrap())
-            .file_name(file.file_name().unwrap().to_string_lossy().into_owned()),
-    );
-    let r = app
-        .client
-        .post(app.url("/api/v1/tracks"))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    r.json().await.unwrap()
-}
-
-/// Polls the track until its status is `want` (panics after `secs`).
-pub(crate) async fn wait_status(
-    app: &TestApp,
-    token: &str,
-    id: &str,
-    want: &str,
-    secs: u64,
-) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let t = app
-            .get_json(&format!("/api/v1/tracks/{id}"), Some(token))
-            .await;
-        if t["status"] == want {
-            return t;
-        }
-        assert!(Instant::now() < deadline, "track never became {want}: {t}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn jobs_of(app: &TestApp, token: &str, id: &str) -> Vec<Value> {
     let page = app
         .get_json(&format!("/api/v1/jobs?track_id={id}"), Some(token))
         .await;
     page["jobs"].as_array().unwrap().clone()
+}
+
+/// The track's jobs once none is running: a track turns `ready` inside its packaging job, a
+/// moment before the worker records the job's success.
+async fn settled_jobs_of(app: &TestApp, token: &str, id: &str) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let jobs = jobs_of(app, token, id).await;
+        if jobs.iter().all(|j| j["state"] != "running") {
+            return jobs;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a job stays running: {jobs:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 async fn read(store: &BlobStore, key: &str) -> Vec<u8> {
@@ -173,18 +125,18 @@ async fn uploads_become_a_content_addressed_ladder_and_a_rerun_uploads_nothing()
     let fx = tempfile::tempdir().unwrap();
     let app = spawn_app_with(|_| {}).await;
     let (_, ed) = user_with_token(&app, "ed", Role::Editor).await;
-    let hi = upload(&app, &ed, &tone(fx.path(), "hi.mp3", 30, 320)).await;
-    let lo = upload(&app, &ed, &tone(fx.path(), "lo.mp3", 30, 96)).await;
+    let hi = app.upload(&ed, &tone(fx.path(), "hi.mp3", 30, 320)).await;
+    let lo = app.upload(&ed, &tone(fx.path(), "lo.mp3", 30, 96)).await;
     assert_eq!(hi["status"], "processing");
     let (hi_id, lo_id) = (hi["id"].as_str().unwrap(), lo["id"].as_str().unwrap());
 
-    let t = wait_status(&app, &ed, hi_id, "ready", 120).await;
+    let t = app.wait_status(&ed, hi_id, "ready", 120).await;
     assert_eq!(t["has_hls"], true);
     assert_eq!(t["status_detail"], Value::Null);
     let (rungs, secs) = check_tree(&app.state.store, hi_id).await;
     assert_eq!(rungs, vec![64, 128, 256]);
     assert!((secs - 30.0).abs() <= 0.5, "{secs}");
-    wait_status(&app, &ed, lo_id, "ready", 120).await;
+    app.wait_status(&ed, lo_id, "ready", 120).await;
     let (rungs, _) = check_tree(&app.state.store, lo_id).await;
     assert_eq!(
         rungs,
@@ -192,7 +144,7 @@ async fn uploads_become_a_content_addressed_ladder_and_a_rerun_uploads_nothing()
         "a 96 kbps source gets only the rungs at or below it"
     );
 
-    let jobs = jobs_of(&app, &ed, hi_id).await;
+    let jobs = settled_jobs_of(&app, &ed, hi_id).await;
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0]["kind"], "package_hls");
     assert_eq!(jobs[0]["state"], "succeeded");
@@ -244,12 +196,8 @@ async fn uploads_become_a_content_addressed_ladder_and_a_rerun_uploads_nothing()
 
     // Deleting the track removes its HLS tree.
     let r = app
-        .client
-        .delete(app.url(&format!("/api/v1/tracks/{hi_id}")))
-        .bearer_auth(&ed)
-        .send()
-        .await
-        .unwrap();
+        .delete(&format!("/api/v1/tracks/{hi_id}"), Some(&ed))
+        .await;
     assert_eq!(r.status(), 204);
     let left = app
         .state
@@ -287,7 +235,7 @@ async fn without_ffmpeg_tracks_wait_in_processing_and_the_backlog_packages_once_
         "{ready}"
     );
     let (_, ed) = user_with_token(&app, "ed", Role::Editor).await;
-    let t = upload(&app, &ed, &tone(fx.path(), "a.mp3", 8, 128)).await;
+    let t = app.upload(&ed, &tone(fx.path(), "a.mp3", 8, 128)).await;
     let id = t["id"].as_str().unwrap().to_owned();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let page = app
@@ -312,9 +260,9 @@ async fn without_ffmpeg_tracks_wait_in_processing_and_the_backlog_packages_once_
         c.storage.local_root = d2.join("blobs");
     })
     .await;
-    let t = wait_status(&app, &ed, &id, "ready", 120).await;
+    let t = app.wait_status(&ed, &id, "ready", 120).await;
     assert_eq!(t["has_hls"], true);
-    let jobs = jobs_of(&app, &ed, &id).await;
+    let jobs = settled_jobs_of(&app, &ed, &id).await;
     assert_eq!(
         (jobs.len(), &jobs[0]["state"], &jobs[0]["attempts"]),
         (1, &Value::from("succeeded"), &Value::from(1))
@@ -327,49 +275,13 @@ async fn with_hls_disabled_a_track_is_ready_with_its_original_and_no_job() {
     let fx = tempfile::tempdir().unwrap();
     let app = spawn_app_with(|c| c.hls.enabled = false).await;
     let (_, ed) = user_with_token(&app, "ed", Role::Editor).await;
-    let t = upload(&app, &ed, &tone(fx.path(), "a.mp3", 2, 128)).await;
+    let t = app.upload(&ed, &tone(fx.path(), "a.mp3", 2, 128)).await;
     assert_eq!(t["status"], "ready");
     assert_eq!(t["has_hls"], false);
     let page = app.get_json("/api/v1/jobs", Some(&ed)).await;
     assert_eq!(page["jobs"], Value::Array(vec![]));
     assert_eq!(page["hls"]["enabled"], false);
     app.stop().await;
-}
-
-/// In `data`: an editor's uploaded `secs`-long tone whose packaging job (with `max_attempts`)
-/// waits, and whose stored original is then overwritten with junk. The app is stopped; the
-/// caller starts its own on `data` with ffmpeg. Returns the editor's token and the track id.
-pub(crate) async fn track_with_damaged_original(
-    data: &Path,
-    secs: u32,
-    max_attempts: u32,
-) -> (String, String) {
-    let fx = tempfile::tempdir().unwrap();
-    let d = data.to_owned();
-    // Without ffmpeg, so the job waits while the stored original is damaged.
-    let app = spawn_app_with(move |c| {
-        c.data_dir = d.clone();
-        c.storage.local_root = d.join("blobs");
-        c.hls.ffmpeg = "/nonexistent/ffmpeg".into();
-        // A job keeps the attempt budget it was enqueued with.
-        c.jobs.max_attempts = max_attempts;
-    })
-    .await;
-    let (_, ed) = user_with_token(&app, "ed", Role::Editor).await;
-    let t = upload(&app, &ed, &tone(fx.path(), "a.mp3", secs, 128)).await;
-    let id = t["id"].as_str().unwrap().to_owned();
-    let sha = t["sha256"].as_str().unwrap().to_owned();
-    app.stop().await;
-    let original = data
-        .join("blobs/originals")
-        .join(&sha[..2])
-        .join(&sha[2..4])
-        .join(format!("{sha}.mp3"));
-    let junk: Vec<u8> = (0..64 * 1024u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
-    std::fs::write(&original, junk).unwrap();
-    (ed, id)
 }
 
 #[tokio::test]
@@ -463,9 +375,9 @@ async fn the_retry_api_requeues_dead_jobs_and_refuses_running_or_done_ones() {
     let fx = tempfile::tempdir().unwrap();
     let app = spawn_app_with(|_| {}).await;
     let (_, ed) = user_with_token(&app, "ed", Role::Editor).await;
-    let t = upload(&app, &ed, &tone(fx.path(), "a.mp3", 2, 128)).await;
+    let t = app.upload(&ed, &tone(fx.path(), "a.mp3", 2, 128)).await;
     let id = t["id"].as_str().unwrap();
-    wait_status(&app, &ed, id, "ready", 60).await;
+    app.wait_ready(&ed, id).await;
     let job = jobs_of(&app, &ed, id).await[0]["id"].clone();
     let r = app
         .client
@@ -483,27 +395,16 @@ async fn the_retry_api_requeues_dead_jobs_and_refuses_running_or_done_ones() {
         .await
         .unwrap();
     crate::helpers::assert_envelope(r, 404, "not_found").await;
-    let r = app
-        .client
-        .get(app.url("/api/v1/jobs?state=done"))
-        .bearer_auth(&ed)
-        .send()
-        .await
-        .unwrap();
+    let r = app.get("/api/v1/jobs?state=done", Some(&ed)).await;
     crate::helpers::assert_envelope(r, 400, "invalid_query").await;
-    let r = app
-        .client
-        .get(app.url("/api/v1/jobs"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get("/api/v1/jobs", None).await;
     assert_eq!(r.status(), 401);
     app.stop().await;
 }
 
 #[tokio::test]
 async fn uploaded_and_imported_tracks_become_hls_on_the_s3_backend() {
-    use crate::storage::{ACCESS_KEY, SECRET_KEY, start_s3s};
+    use crate::helpers::{ACCESS_KEY, SECRET_KEY, start_s3s};
     let fx = tempfile::tempdir().unwrap();
     let s3_root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(s3_root.path().join("music")).unwrap();
@@ -541,7 +442,7 @@ async fn uploaded_and_imported_tracks_become_hls_on_the_s3_backend() {
     })
     .await;
     let (_, ed) = user_with_token(&app, "ed", Role::Editor).await;
-    let uploaded = upload(&app, &ed, &tone(fx.path(), "up.mp3", 6, 320)).await;
+    let uploaded = app.upload(&ed, &tone(fx.path(), "up.mp3", 6, 320)).await;
     let list = app.get_json("/api/v1/tracks", Some(&ed)).await;
     let ids: Vec<String> = list["tracks"]
         .as_array()
@@ -552,7 +453,7 @@ async fn uploaded_and_imported_tracks_become_hls_on_the_s3_backend() {
     assert_eq!(ids.len(), 2);
     assert!(ids.contains(&uploaded["id"].as_str().unwrap().to_owned()));
     for id in &ids {
-        wait_status(&app, &ed, id, "ready", 120).await;
+        app.wait_status(&ed, id, "ready", 120).await;
         let (rungs, secs) = check_tree(&app.state.store, id).await;
         assert!(!rungs.is_empty());
         assert!((secs - 6.0).abs() <= 0.5, "{secs}");
@@ -666,27 +567,21 @@ async fn a_player_and_ffprobe_play_a_packaged_track_from_the_urls_veza_hands_out
     let fx = tempfile::tempdir().unwrap();
     let app = spawn_app_with(|_| {}).await;
     let (_, ed) = user_with_token(&app, "ed", Role::Editor).await;
-    let t = upload(&app, &ed, &tone(fx.path(), "song.mp3", 30, 320)).await;
+    let t = app.upload(&ed, &tone(fx.path(), "song.mp3", 30, 320)).await;
     let id = t["id"].as_str().unwrap();
     // Before packaging ends, asking for HLS is a clear 409; the original already streams.
     let early = app
-        .client
-        .get(app.url(&format!("/api/v1/tracks/{id}/stream?format=hls")))
-        .send()
-        .await
-        .unwrap();
+        .get(&format!("/api/v1/tracks/{id}/stream?format=hls"), None)
+        .await;
     if early.status() != 200 {
         crate::helpers::assert_envelope(early, 409, "hls_not_ready").await;
     }
-    wait_status(&app, &ed, id, "ready", 120).await;
+    app.wait_status(&ed, id, "ready", 120).await;
 
     // Anonymous, as a public player: the default format is HLS once it exists.
     let s: Value = app
-        .client
-        .get(app.url(&format!("/api/v1/tracks/{id}/stream")))
-        .send()
+        .get(&format!("/api/v1/tracks/{id}/stream"), None)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -700,7 +595,7 @@ async fn a_player_and_ffprobe_play_a_packaged_track_from_the_urls_veza_hands_out
         master.ends_with(&format!("/tracks/{id}/hls/master.m3u8")),
         "{s}"
     );
-    let fetched = crate::media::play(&app.client, master, id).await;
+    let fetched = crate::helpers::play(&app.client, master, id).await;
     // master + 3 media playlists + at least 5 segments each for 30 s at ~6 s.
     assert!(fetched.len() >= 1 + 3 + 3 * 5, "{fetched:?}");
 

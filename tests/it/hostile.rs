@@ -506,12 +506,7 @@ async fn trailing_garbage_after_json_and_huge_searches_are_refused() {
         .unwrap();
     assert_envelope(r, 400, "invalid_json").await;
     let many = vec!["w"; 40].join("+");
-    let r = app
-        .client
-        .get(app.url(&format!("/api/v1/tracks?q={many}")))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get(&format!("/api/v1/tracks?q={many}"), None).await;
     assert_envelope(r, 400, "invalid_field").await;
     app.stop().await;
 }
@@ -549,21 +544,14 @@ async fn a_token_cannot_mint_one_that_outlives_it_and_a_new_password_revokes_tok
     // A password change (admin API) revokes the user's tokens.
     let (_, admin) = user_with_token(&app, "boss", Role::Admin).await;
     let r = app
-        .client
-        .patch(app.url(&format!("/api/v1/users/{uid}")))
-        .bearer_auth(&admin)
-        .json(&json!({"password": "a-brand-new-password"}))
-        .send()
-        .await
-        .unwrap();
+        .patch_json(
+            &format!("/api/v1/users/{uid}"),
+            Some(&admin),
+            &json!({"password": "a-brand-new-password"}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
-    let me = app
-        .client
-        .get(app.url("/api/v1/me"))
-        .bearer_auth(&short)
-        .send()
-        .await
-        .unwrap();
+    let me = app.get("/api/v1/me", Some(&short)).await;
     assert_envelope(me, 401, "unauthorized").await;
     app.stop().await;
 }
@@ -573,8 +561,8 @@ async fn anonymous_callers_see_no_failure_details_and_private_bytes_stay_out_of_
     let app = spawn_app_with(|c| c.hls.enabled = false).await;
     let (_, token) = user_with_token(&app, "ed", Role::Editor).await;
     let dir = tempfile::tempdir().unwrap();
-    let file = crate::hls::tone(dir.path(), "t.mp3", 1, 128);
-    let t = crate::hls::upload(&app, &token, &file).await;
+    let file = crate::helpers::tone(dir.path(), "t.mp3", 1, 128);
+    let t = app.upload(&token, &file).await;
     let id = t["id"].as_str().unwrap().to_owned();
     let tid = id.clone();
     app.state
@@ -600,13 +588,12 @@ async fn anonymous_callers_see_no_failure_details_and_private_bytes_stay_out_of_
 
     // Private: its original is sent `private`, never `public, max-age=31536000`.
     let r = app
-        .client
-        .patch(app.url(&format!("/api/v1/tracks/{id}")))
-        .bearer_auth(&token)
-        .json(&json!({"visibility": "private"}))
-        .send()
-        .await
-        .unwrap();
+        .patch_json(
+            &format!("/api/v1/tracks/{id}"),
+            Some(&token),
+            &json!({"visibility": "private"}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let s: Value = app
         .get_json(&format!("/api/v1/tracks/{id}/stream"), Some(&token))

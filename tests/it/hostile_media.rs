@@ -12,10 +12,9 @@ use serde_json::Value;
 use veza::accounts::Role;
 
 use crate::helpers::{
-    TestApp, assert_envelope, require_tool, spawn_app, spawn_app_with, stderr, stdout,
+    TestApp, assert_envelope, require_tool, spawn_app, spawn_app_with, stderr, stdout, tone,
     user_with_token, veza,
 };
-use crate::hls::{tone, upload};
 
 /// A live HLS playlist: no `#EXT-X-ENDLIST`, one segment on a closed port.
 const LIVE_PLAYLIST: &str =
@@ -122,7 +121,7 @@ async fn a_playlist_naming_a_file_on_the_host_is_refused_and_nothing_is_kept() {
         "no blob kept"
     );
     // The same file as itself is welcome: the refusal is about the playlist.
-    let t = upload(&app, &ed, &secret).await;
+    let t = app.upload(&ed, &secret).await;
     assert_eq!(t["codec"], "mp3");
     app.stop().await;
 }
@@ -248,14 +247,14 @@ async fn a_failed_packaging_names_no_server_path() {
     let home = tempfile::tempdir().unwrap();
     let data = home.path().join("veza-data");
     let d2 = data.clone();
-    let (ed, id) = crate::hls::track_with_damaged_original(&data, 2, 1).await;
+    let (ed, id) = crate::helpers::track_with_damaged_original(&data, 2, 1).await;
 
     let app = spawn_app_with(move |c| {
         c.data_dir = d2.clone();
         c.storage.local_root = d2.join("blobs");
     })
     .await;
-    let t = crate::hls::wait_status(&app, &ed, &id, "failed", 60).await;
+    let t = app.wait_status(&ed, &id, "failed", 60).await;
     let detail = t["status_detail"].as_str().unwrap();
     let jobs = app
         .get_json(&format!("/api/v1/jobs?track_id={id}"), Some(&ed))

@@ -8,7 +8,7 @@ const BEACON: &str = "/api/v1/observability/web-vitals";
 #[tokio::test]
 async fn healthz_reports_ok_and_version() {
     let app = spawn_app().await;
-    let resp = app.client.get(app.url("/healthz")).send().await.unwrap();
+    let resp = app.get("/healthz", None).await;
     assert_eq!(resp.status(), 200);
     assert!(resp.headers().contains_key("x-request-id"));
     let body: serde_json::Value = resp.json().await.unwrap();
@@ -22,17 +22,17 @@ async fn healthz_reports_ok_and_version() {
 #[tokio::test]
 async fn readyz_is_cached_then_reports_the_broken_store_without_paths() {
     let app = spawn_app_with(|c| c.server.readyz_check = std::time::Duration::from_secs(2)).await;
-    let resp = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let resp = app.get("/readyz", None).await;
     assert_eq!(resp.status(), 200);
     std::fs::remove_dir_all(app.data_dir.join("blobs")).unwrap();
     // Within the interval the cached result answers (a real probe would fail now): no
     // store write per anonymous call.
     for _ in 0..20 {
-        let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+        let r = app.get("/readyz", None).await;
         assert_eq!(r.status(), 200);
     }
     tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
-    let resp = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let resp = app.get("/readyz", None).await;
     assert_eq!(resp.status(), 503);
     let text = resp.text().await.unwrap();
     let body: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -56,7 +56,7 @@ async fn readyz_is_cached_then_reports_the_broken_store_without_paths() {
 async fn head_healthz_and_readyz_answer_like_get() {
     let app = spawn_app().await;
     for path in ["/healthz", "/readyz"] {
-        let get = app.client.get(app.url(path)).send().await.unwrap();
+        let get = app.get(path, None).await;
         let head = app.client.head(app.url(path)).send().await.unwrap();
         assert_eq!(head.status(), get.status(), "{path}");
         assert_eq!(head.status(), 200, "{path}");
@@ -251,7 +251,7 @@ async fn every_error_status_returns_the_envelope() {
 }
 
 async fn metrics_text(app: &crate::helpers::TestApp) -> String {
-    let resp = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let resp = app.get("/metrics", None).await;
     assert_eq!(resp.status(), 200);
     assert!(
         resp.headers()["content-type"]
@@ -265,12 +265,12 @@ async fn metrics_text(app: &crate::helpers::TestApp) -> String {
 #[tokio::test]
 async fn metrics_label_routes_by_template_and_pass_promtool() {
     let app = spawn_app().await;
-    app.client.get(app.url("/healthz")).send().await.unwrap();
-    app.client
-        .get(app.url("/tracks/0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b/secret-path"))
-        .send()
-        .await
-        .unwrap();
+    app.get("/healthz", None).await;
+    app.get(
+        "/tracks/0192f3c4-5d6e-7f80-9a1b-2c3d4e5f6a7b/secret-path",
+        None,
+    )
+    .await;
     let text = metrics_text(&app).await;
     assert!(
         text.contains(&format!(
@@ -309,15 +309,7 @@ async fn building_two_apps_in_one_process_does_not_panic() {
     let b = spawn_app().await;
     assert_ne!(a.addr, b.addr);
     for app in [&a, &b] {
-        assert_eq!(
-            app.client
-                .get(app.url("/healthz"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(app.get("/healthz", None).await.status(), 200);
     }
     a.stop().await;
     b.stop().await;
@@ -496,7 +488,7 @@ async fn beacon_cors_allows_only_configured_origins() {
 #[tokio::test]
 async fn the_landing_page_is_served_from_the_binary() {
     let app = spawn_app().await;
-    let resp = app.client.get(app.url("/")).send().await.unwrap();
+    let resp = app.get("/", None).await;
     assert_eq!(resp.status(), 200);
     assert!(
         resp.headers()["content-type"]
@@ -505,22 +497,8 @@ async fn the_landing_page_is_served_from_the_binary() {
             .starts_with("text/html")
     );
     assert!(resp.text().await.unwrap().contains("/healthz"));
-    let js = app
-        .client
-        .get(app.url("/assets/veza.js"))
-        .send()
-        .await
-        .unwrap();
+    let js = app.get("/assets/veza.js", None).await;
     assert_eq!(js.status(), 200);
-    assert_envelope(
-        app.client
-            .get(app.url("/assets/nope.js"))
-            .send()
-            .await
-            .unwrap(),
-        404,
-        "not_found",
-    )
-    .await;
+    assert_envelope(app.get("/assets/nope.js", None).await, 404, "not_found").await;
     app.stop().await;
 }

@@ -191,12 +191,7 @@ async fn uploads_extract_every_field_for_each_format() {
         assert_eq!(t["visibility"], "public");
         assert_eq!(t["has_cover"], has_cover, "{name}");
         let id = t["id"].as_str().unwrap();
-        let cover = app
-            .client
-            .get(app.url(&format!("/api/v1/tracks/{id}/cover")))
-            .send()
-            .await
-            .unwrap();
+        let cover = app.get(&format!("/api/v1/tracks/{id}/cover"), None).await;
         if has_cover {
             assert_eq!(cover.status(), 200, "{name}");
             assert_eq!(cover.headers()["content-type"], "image/png");
@@ -357,40 +352,24 @@ async fn listing_filters_searches_and_paginates_stably() {
     );
     // Unlisted: readable by id without an account, never listed.
     assert_eq!(
-        app.client
-            .get(app.url(&format!("/api/v1/tracks/{}", ids[3])))
-            .send()
+        app.get(&format!("/api/v1/tracks/{}", ids[3]), None)
             .await
-            .unwrap()
             .status(),
         200
     );
     assert_envelope(
-        app.client
-            .get(app.url(&format!("/api/v1/tracks/{}", ids[1])))
-            .send()
-            .await
-            .unwrap(),
+        app.get(&format!("/api/v1/tracks/{}", ids[1]), None).await,
         404,
         "not_found",
     )
     .await;
     assert_envelope(
-        app.client
-            .get(app.url("/api/v1/tracks/not-a-uuid"))
-            .send()
-            .await
-            .unwrap(),
+        app.get("/api/v1/tracks/not-a-uuid", None).await,
         404,
         "not_found",
     )
     .await;
-    let bad = app
-        .client
-        .get(app.url("/api/v1/tracks?sort=size"))
-        .send()
-        .await
-        .unwrap();
+    let bad = app.get("/api/v1/tracks?sort=size", None).await;
     assert_envelope(bad, 400, "invalid_query").await;
 
     // Pages of 1 by title; an insert sorting before the cursor does not shift later pages.
@@ -632,7 +611,7 @@ fn kill_9_in_the_middle_of_an_upload_leaves_no_object_and_no_row() {
 
 #[tokio::test]
 async fn uploads_imports_and_deletes_work_on_the_s3_backend() {
-    use crate::storage::{ACCESS_KEY, SECRET_KEY, start_s3s};
+    use crate::helpers::{ACCESS_KEY, SECRET_KEY, start_s3s};
     let fx = Fixtures::new();
     let s3_root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(s3_root.path().join("music")).unwrap();
@@ -655,24 +634,15 @@ async fn uploads_imports_and_deletes_work_on_the_s3_backend() {
         .unwrap();
     assert_eq!(t["has_cover"], true, "{t}");
     let id = t["id"].as_str().unwrap();
-    let cover = app
-        .client
-        .get(app.url(&format!("/api/v1/tracks/{id}/cover")))
-        .send()
-        .await
-        .unwrap();
+    let cover = app.get(&format!("/api/v1/tracks/{id}/cover"), None).await;
     assert_eq!(
         cover.bytes().await.unwrap().to_vec(),
         std::fs::read(fx.path("cover.png")).unwrap()
     );
     assert_eq!(app.state.store.list("originals").await.unwrap().len(), 1);
     assert_eq!(
-        app.client
-            .delete(app.url(&format!("/api/v1/tracks/{id}")))
-            .bearer_auth(&ed)
-            .send()
+        app.delete(&format!("/api/v1/tracks/{id}"), Some(&ed))
             .await
-            .unwrap()
             .status(),
         204
     );

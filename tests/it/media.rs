@@ -10,7 +10,6 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use veza::accounts::Role;
 use veza::config::{CdnProvider, Config};
 use veza::http::media::ORIGIN_SECRET_HEADER;
@@ -18,7 +17,9 @@ use veza::signing::SignRequest;
 use veza::storage::BlobKey;
 use warp::Filter;
 
-use crate::helpers::{TestApp, assert_envelope, require_tool, spawn_app_with, user_with_token};
+use crate::helpers::{
+    TestApp, assert_envelope, header, hex_sha, play, require_tool, spawn_app_with, user_with_token,
+};
 
 /// The public URL the app signs with; tests swap it for the real address (port 0 is only
 /// known after the config is built).
@@ -31,11 +32,6 @@ fn config(c: &mut Config) {
     // would replace the tree. Real packaging is played in hls.rs.
     c.hls.enabled = false;
     c.cdn.bunny.origin_secret = veza::config::Secret::new(SECRET);
-}
-
-/// A signed URL as the player would reach it.
-fn reach(app: &TestApp, url: &str) -> String {
-    url.replacen(PUBLIC, &app.url(""), 1)
 }
 
 fn now() -> u64 {
@@ -146,13 +142,6 @@ fn filler(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn hex_sha(b: &[u8]) -> String {
-    Sha256::digest(b)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 async fn put(app: &TestApp, key: &str, body: Vec<u8>) {
     let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(body))]);
     app.state
@@ -224,14 +213,6 @@ async fn signed(app: &TestApp, id: &str, query: &str, token: Option<&str>) -> Va
     resp.json().await.unwrap()
 }
 
-fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
-    r.headers()
-        .get(name)
-        .unwrap_or_else(|| panic!("no {name} header"))
-        .to_str()
-        .unwrap()
-}
-
 /// The object path of a signed URL, after its token segment (the expiry may differ between
 /// two URLs signed a second apart).
 fn object_of(url: &str) -> &str {
@@ -240,78 +221,6 @@ fn object_of(url: &str) -> &str {
         .or_else(|| url.find("/originals/"))
         .unwrap();
     &url[at..]
-}
-
-/// Lines of a playlist that name other objects: URIs and `URI="…"` attributes.
-fn playlist_uris(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        if let Some(rest) = line.split("URI=\"").nth(1) {
-            out.push(rest.split('"').next().unwrap().to_owned());
-        } else if !line.starts_with('#') {
-            out.push(line.to_owned());
-        }
-    }
-    out
-}
-
-/// Plays an HLS tree as a player does: master → media playlists → init and segments, each URI
-/// resolved against the URL it came from. Checks each object's headers; returns the URLs.
-pub(crate) async fn play(client: &reqwest::Client, master: &str, id: &str) -> Vec<String> {
-    let mut fetched = Vec::new();
-    let get = |u: url::Url| {
-        let client = client.clone();
-        async move { client.get(u).send().await.unwrap() }
-    };
-    let master_url = url::Url::parse(master).unwrap();
-    let resp = get(master_url.clone()).await;
-    assert_eq!(resp.status(), 200, "master {master}");
-    check_kind(
-        &resp,
-        "application/vnd.apple.mpegurl",
-        "public, max-age=60",
-        id,
-    );
-    let text = resp.text().await.unwrap();
-    fetched.push(master_url.to_string());
-    let media = playlist_uris(&text);
-    assert!(!media.is_empty(), "{text}");
-    for m in media {
-        let url = master_url.join(&m).unwrap();
-        let resp = get(url.clone()).await;
-        assert_eq!(resp.status(), 200, "playlist {url}");
-        check_kind(
-            &resp,
-            "application/vnd.apple.mpegurl",
-            "public, max-age=60",
-            id,
-        );
-        let text = resp.text().await.unwrap();
-        fetched.push(url.to_string());
-        let segs = playlist_uris(&text);
-        assert!(!segs.is_empty(), "{text}");
-        for s in segs {
-            let seg_url = url.join(&s).unwrap();
-            let resp = get(seg_url.clone()).await;
-            assert_eq!(resp.status(), 200, "segment {seg_url}");
-            check_kind(&resp, "audio/mp4", "public, max-age=86400, immutable", id);
-            let body = resp.bytes().await.unwrap();
-            // Content-addressed: the name is the hash of the bytes.
-            assert_eq!(
-                s.rsplit('/').next().unwrap().split('.').next().unwrap(),
-                hex_sha(&body)
-            );
-            fetched.push(seg_url.to_string());
-        }
-    }
-    fetched
-}
-
-fn check_kind(r: &reqwest::Response, content_type: &str, cache: &str, id: &str) {
-    assert_eq!(header(r, "content-type"), content_type, "{}", r.url());
-    assert_eq!(header(r, "cache-control"), cache, "{}", r.url());
-    assert_eq!(header(r, "cdn-tag"), format!("track-{id}"), "{}", r.url());
-    assert_eq!(header(r, "accept-ranges"), "bytes");
 }
 
 #[tokio::test]
@@ -341,7 +250,7 @@ async fn an_original_streams_with_ranges_validators_and_head() {
     // No HLS yet: the default is the original too.
     let default = signed(&app, id, "", None).await;
     assert_eq!(object_of(default["url"].as_str().unwrap()), object_of(url));
-    let url = reach(&app, url);
+    let url = app.reach(url);
 
     let c = &app.client;
     let full = c.get(&url).send().await.unwrap();
@@ -476,7 +385,7 @@ async fn an_original_streams_with_ranges_validators_and_head() {
     assert_eq!(r.status(), 302);
     let loc = header(&r, "location");
     assert!(loc.starts_with(&format!("{PUBLIC}/media/vzt.")), "{loc}");
-    assert_eq!(c.get(reach(&app, loc)).send().await.unwrap().status(), 200);
+    assert_eq!(app.origin_get(loc).await.status(), 200);
 
     // The cover, pulled by the CDN with the origin secret.
     let cover = keys(&app, id).await.cover_key.unwrap();
@@ -527,7 +436,7 @@ async fn a_player_follows_the_hls_tree_through_relative_uris() {
     );
     let explicit = signed(&app, id, "?format=hls", None).await;
     assert_eq!(object_of(explicit["url"].as_str().unwrap()), object_of(url));
-    let fetched = play(&app.client, &reach(&app, url), id).await;
+    let fetched = play(&app.client, &app.reach(url), id).await;
     assert_eq!(fetched.len(), 6, "{fetched:?}");
     // Every object was reached through the one token in the master's URL.
     let token = url.split('/').nth(4).unwrap();
@@ -549,10 +458,7 @@ async fn tampered_expired_foreign_and_out_of_scope_tokens_get_403() {
     let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
     fake_hls(&app, a).await;
     let b_keys = fake_hls(&app, b).await;
-    let master = reach(
-        &app,
-        signed(&app, a, "", None).await["url"].as_str().unwrap(),
-    );
+    let master = app.reach(signed(&app, a, "", None).await["url"].as_str().unwrap());
     let c = &app.client;
     assert_eq!(c.get(&master).send().await.unwrap().status(), 200);
 
@@ -585,12 +491,7 @@ async fn tampered_expired_foreign_and_out_of_scope_tokens_get_403() {
     req.expires = Some(now() - 60);
     req.token_path = Some(format!("/tracks/{a}/hls/"));
     let old = veza::signing::Signer::sign(&*local, &req).unwrap().url;
-    assert_envelope(
-        c.get(reach(&app, &old)).send().await.unwrap(),
-        403,
-        "token_expired",
-    )
-    .await;
+    assert_envelope(app.origin_get(&old).await, 403, "token_expired").await;
 
     // Another track's token, on this track's objects.
     for key in &b_keys {
@@ -602,8 +503,7 @@ async fn tampered_expired_foreign_and_out_of_scope_tokens_get_403() {
     let outside = master.replace(&format!("/tracks/{a}/hls/master.m3u8"), &format!("/{orig}"));
     assert_envelope(c.get(&outside).send().await.unwrap(), 403, "token_invalid").await;
     // A file token used for another file.
-    let file_url = reach(
-        &app,
+    let file_url = app.reach(
         signed(&app, a, "?format=original", None).await["url"]
             .as_str()
             .unwrap(),
@@ -690,10 +590,7 @@ async fn private_tracks_need_their_own_token() {
     assert_eq!(r.status(), 404);
 
     // The public track's valid URL, pointed at the private track's objects.
-    let pub_master = reach(
-        &app,
-        signed(&app, pubid, "", None).await["url"].as_str().unwrap(),
-    );
+    let pub_master = app.reach(signed(&app, pubid, "", None).await["url"].as_str().unwrap());
     for key in &priv_keys {
         let u = pub_master.replace(
             &format!("/tracks/{pubid}/hls/master.m3u8"),
@@ -707,7 +604,7 @@ async fn private_tracks_need_their_own_token() {
     let broad = |path: &str| {
         let mut r = SignRequest::new(path.to_owned(), now());
         r.token_path = Some("/tracks/".into());
-        reach(&app, &veza::signing::Signer::sign(&*local, &r).unwrap().url)
+        app.reach(&veza::signing::Signer::sign(&*local, &r).unwrap().url)
     };
     let ok = c
         .get(broad(&format!("/tracks/{pubid}/hls/master.m3u8")))
@@ -724,14 +621,10 @@ async fn private_tracks_need_their_own_token() {
 
     // An editor gets a URL, and the whole tree plays with it.
     let s = signed(&app, privid, "", Some(&ed)).await;
-    play(c, &reach(&app, s["url"].as_str().unwrap()), privid).await;
+    play(c, &app.reach(s["url"].as_str().unwrap()), privid).await;
     let o = signed(&app, privid, "?format=original", Some(&ed)).await;
     assert_eq!(
-        c.get(reach(&app, o["url"].as_str().unwrap()))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        app.origin_get(o["url"].as_str().unwrap()).await.status(),
         200
     );
     // The CDN (origin secret) pulls private objects: the edge checked the viewer's token.
@@ -768,12 +661,8 @@ async fn taken_down_tracks_answer_451_everywhere_and_deleted_ones_404() {
         Some(cover.as_str())
     );
     let c = &app.client;
-    let master = reach(
-        &app,
-        signed(&app, a, "", None).await["url"].as_str().unwrap(),
-    );
-    let original = reach(
-        &app,
+    let master = app.reach(signed(&app, a, "", None).await["url"].as_str().unwrap());
+    let original = app.reach(
         signed(&app, a, "?format=original", None).await["url"]
             .as_str()
             .unwrap(),

@@ -11,17 +11,8 @@ use serde_json::Value;
 use veza::accounts::Role;
 
 use crate::helpers::{
-    promtool_check_metrics, require_tool, spawn_app_with, stderr, stdout, user_with_token,
+    promtool_check_metrics, require_tool, spawn_app_with, stderr, stdout, tone, user_with_token,
 };
-use crate::hls::{tone, upload, wait_status};
-
-/// The public URL the apps here announce; requests go to the real port instead.
-const PUBLIC: &str = "http://127.0.0.1:8080";
-
-/// A signed URL as a player on this machine reaches it.
-fn reach(app: &crate::helpers::TestApp, url: &Value) -> String {
-    url.as_str().unwrap().replacen(PUBLIC, &app.url(""), 1)
-}
 
 fn repo(path: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -166,9 +157,9 @@ async fn every_catalogued_metric_appears_with_only_catalogued_labels() {
     // Library, storage, jobs, HLS: a real upload packaged by the real ffmpeg.
     let dir = tempfile::tempdir().unwrap();
     let file = tone(dir.path(), "tone.mp3", 8, 128);
-    let t = upload(&app, &admin, &file).await;
+    let t = app.upload(&admin, &file).await;
     let id = t["id"].as_str().unwrap().to_owned();
-    wait_status(&app, &admin, &id, "ready", 120).await;
+    app.wait_status(&admin, &id, "ready", 120).await;
 
     // Signing and the stream-URL cache: the second anonymous request reuses the first URL.
     let stream = |app: &crate::helpers::TestApp| {
@@ -185,7 +176,8 @@ async fn every_catalogued_metric_appears_with_only_catalogued_labels() {
     assert_eq!(first["url"], second["url"], "a young URL is reused");
 
     // The origin and the metadata and blob-head caches: an edge revalidating a segment.
-    let fetched = crate::media::play(&app.client, &reach(&app, &first["url"]), &id).await;
+    let fetched =
+        crate::helpers::play(&app.client, &app.reach(first["url"].as_str().unwrap()), &id).await;
     let segment = fetched.last().unwrap();
     for _ in 0..2 {
         let r = app.client.head(segment).send().await.unwrap();
@@ -211,15 +203,7 @@ async fn every_catalogued_metric_appears_with_only_catalogued_labels() {
     let s = &app.state;
     veza::jobs::worker::refresh_gauges(&s.db, &s.jobs, &s.metrics).await;
 
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get("/metrics", None).await.text().await.unwrap();
     let samples = parse_samples(&text);
 
     let mut seen = BTreeSet::new();
@@ -309,9 +293,9 @@ async fn warm_caches_never_outlive_a_takedown_or_a_visibility_change() {
     .await;
     let (_, admin) = user_with_token(&app, "admin", Role::Admin).await;
     let dir = tempfile::tempdir().unwrap();
-    let t = upload(&app, &admin, &tone(dir.path(), "t.mp3", 3, 96)).await;
+    let t = app.upload(&admin, &tone(dir.path(), "t.mp3", 3, 96)).await;
     let id = t["id"].as_str().unwrap().to_owned();
-    wait_status(&app, &admin, &id, "ready", 30).await;
+    app.wait_status(&admin, &id, "ready", 30).await;
     let stream = app.url(&format!("/api/v1/tracks/{id}/stream"));
 
     let url = {
@@ -334,7 +318,7 @@ async fn warm_caches_never_outlive_a_takedown_or_a_visibility_change() {
             .await
             .unwrap();
         assert_eq!(first["url"], again["url"], "served from the cache");
-        reach(&app, &first["url"])
+        app.reach(first["url"].as_str().unwrap())
     };
     for _ in 0..2 {
         assert_eq!(app.client.head(&url).send().await.unwrap().status(), 200);
@@ -342,13 +326,12 @@ async fn warm_caches_never_outlive_a_takedown_or_a_visibility_change() {
 
     // Private: anonymous callers lose the stream URL and the origin at once.
     let r = app
-        .client
-        .patch(app.url(&format!("/api/v1/tracks/{id}")))
-        .bearer_auth(&admin)
-        .json(&serde_json::json!({"visibility": "private"}))
-        .send()
-        .await
-        .unwrap();
+        .patch_json(
+            &format!("/api/v1/tracks/{id}"),
+            Some(&admin),
+            &serde_json::json!({"visibility": "private"}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(app.client.get(&stream).send().await.unwrap().status(), 404);
     let misses = || {
@@ -377,13 +360,12 @@ async fn warm_caches_never_outlive_a_takedown_or_a_visibility_change() {
 
     // Taken down: 451 at once for the API and for the URL handed out before.
     let r = app
-        .client
-        .post(app.url(&format!("/api/v1/tracks/{id}/takedown")))
-        .bearer_auth(&admin)
-        .json(&serde_json::json!({"reason": "test"}))
-        .send()
-        .await
-        .unwrap();
+        .post_json(
+            &format!("/api/v1/tracks/{id}/takedown"),
+            Some(&admin),
+            &serde_json::json!({"reason": "test"}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let r = app
         .client
@@ -393,7 +375,7 @@ async fn warm_caches_never_outlive_a_takedown_or_a_visibility_change() {
         .await
         .unwrap();
     assert_eq!(r.status(), 451);
-    let owner_url = reach(&app, &private_url["url"]);
+    let owner_url = app.reach(private_url["url"].as_str().unwrap());
     assert_eq!(
         app.client.head(&owner_url).send().await.unwrap().status(),
         451

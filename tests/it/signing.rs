@@ -4,12 +4,12 @@
 //! provider. A missing tool fails the test with its name: nothing is skipped silently.
 
 use std::fs;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::helpers::{stderr, stdout, veza};
+use crate::helpers::{free_port, stderr, stdout, veza};
 
 const BUNNY_KEY: &str = "229248f0-f007-4bf9-ba1f-bbf1b4ad9d40";
 
@@ -82,14 +82,6 @@ fn tool(name: &str, install: &str) -> PathBuf {
                 "{name} is required by this test but was not found on PATH; install it: {install}"
             )
         })
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A child process killed when the test ends, however it ends.

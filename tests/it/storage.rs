@@ -3,9 +3,7 @@
 //! "nothing left behind" check looks at the raw storage (the local `.tmp` folder, the s3s-fs
 //! bucket folder on disk), not just at what the store chooses to list.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -14,72 +12,15 @@ use sha2::{Digest, Sha256};
 use veza::config::{Secret, StorageBackend, StorageConfig};
 use veza::storage::{BlobKey, BlobStore, ByteRange, ByteStream, StoreError};
 
-use crate::helpers::require_tool;
+use crate::helpers::{ACCESS_KEY, S3sFs, SECRET_KEY, free_port, start_s3s};
 
 const MIB: usize = 1024 * 1024;
 const BUCKET: &str = "media";
-pub(crate) const ACCESS_KEY: &str = "AKSTORAGE";
-pub(crate) const SECRET_KEY: &str = "SKSTORAGE";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Backend {
     Local,
     S3,
-}
-
-/// An s3s-fs process, killed when the test ends however it ends.
-pub(crate) struct S3sFs {
-    child: Child,
-    pub(crate) endpoint: String,
-}
-
-impl Drop for S3sFs {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts s3s-fs on a free loopback port serving `root` (each folder is a bucket).
-pub(crate) fn start_s3s(root: &Path) -> S3sFs {
-    let bin = require_tool("s3s-fs");
-    let port = free_port();
-    let log = root.with_extension("log");
-    let out = std::fs::File::create(&log).unwrap();
-    let child = Command::new(bin)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-        .arg(root)
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .expect("starting s3s-fs");
-    let mut server = S3sFs {
-        child,
-        endpoint: format!("http://127.0.0.1:{port}"),
-    };
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while TcpStream::connect(addr).is_err() {
-        if let Ok(Some(status)) = server.child.try_wait() {
-            panic!(
-                "s3s-fs exited with {status}: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        assert!(Instant::now() < deadline, "s3s-fs did not listen on {addr}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    server
 }
 
 fn storage_config(
@@ -837,7 +778,7 @@ async fn the_app_starts_on_s3_sweeps_and_readyz_probes_the_bucket() {
     .await;
     assert_eq!(app.state.store.backend(), "s3");
     assert!(!stale.exists(), "start-up swept the crashed upload");
-    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let r = app.get("/readyz", None).await;
     assert_eq!(r.status().as_u16(), 200);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["checks"]["storage"], "ok", "{body}");

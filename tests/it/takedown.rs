@@ -11,8 +11,7 @@ use veza::accounts::Role;
 use veza::config::{CdnProvider, Secret};
 use warp::Filter;
 
-use crate::helpers::{assert_envelope, spawn_app_with, user_with_token};
-use crate::hls::{tone, upload, wait_status};
+use crate::helpers::{assert_envelope, spawn_app_with, tone, user_with_token};
 
 const API_KEY: &str = "bunny-account-key-0123456789";
 const ORIGIN_SECRET: &str = "edge-secret-0123456789abcdefghij";
@@ -93,9 +92,9 @@ async fn a_takedown_hides_the_track_at_once_purges_the_cdn_and_restore_brings_it
     let (_, admin) = user_with_token(&app, "boss", Role::Admin).await;
     let (_, ed) = user_with_token(&app, "ed", Role::Editor).await;
 
-    let t = upload(&app, &ed, &tone(fx.path(), "t.mp3", 3, 128)).await;
+    let t = app.upload(&ed, &tone(fx.path(), "t.mp3", 3, 128)).await;
     let id = t["id"].as_str().unwrap().to_owned();
-    wait_status(&app, &ed, &id, "ready", 60).await;
+    app.wait_ready(&ed, &id).await;
     let track = {
         let tid = id.parse().unwrap();
         app.state
@@ -125,15 +124,7 @@ async fn a_takedown_hides_the_track_at_once_purges_the_cdn_and_restore_brings_it
         assert_eq!(origin_get(k.clone()).await, 200, "{k}");
     }
     let stream = format!("/api/v1/tracks/{id}/stream");
-    assert_eq!(
-        app.client
-            .get(app.url(&stream))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get(&stream, None).await.status(), 200);
 
     // Editors cannot take down; an empty reason is refused.
     let post = |path: String, token: String, body: Value| {
@@ -166,15 +157,9 @@ async fn a_takedown_hides_the_track_at_once_purges_the_cdn_and_restore_brings_it
     let job_id = done["purge_job_id"].as_i64().expect("a purge job");
 
     // At once: no URL is signed, and the origin answers 451 for every object.
-    let r = app.client.get(app.url(&stream)).send().await.unwrap();
+    let r = app.get(&stream, None).await;
     assert_eq!(r.status(), 451);
-    let r = app
-        .client
-        .get(app.url(&stream))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let r = app.get(&stream, Some(&admin)).await;
     assert_envelope(r, 451, "taken_down").await;
     for k in &objects {
         assert_eq!(origin_get(k.clone()).await, 451, "{k}");
@@ -224,15 +209,7 @@ async fn a_takedown_hides_the_track_at_once_purges_the_cdn_and_restore_brings_it
     assert_eq!(r.status(), 200);
     let back: Value = r.json().await.unwrap();
     assert_eq!(back["status"], "ready", "it kept its HLS");
-    assert_eq!(
-        app.client
-            .get(app.url(&stream))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get(&stream, None).await.status(), 200);
     for k in &objects {
         assert_eq!(origin_get(k.clone()).await, 200, "{k}");
     }
