@@ -39,21 +39,33 @@ impl TestApp {
         req.send().await.unwrap().json().await.unwrap()
     }
 
-    /// Uploads `file` as the token's user through the API; asserts 201 and returns the track.
-    pub async fn upload(&self, token: &str, file: &Path) -> Value {
-        let form = reqwest::multipart::Form::new().part(
+    /// Uploads `file` with extra form fields (`title`, `visibility`, …) as the token's user.
+    pub async fn upload_with(
+        &self,
+        token: &str,
+        file: &Path,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut form = reqwest::multipart::Form::new().part(
             "file",
             reqwest::multipart::Part::bytes(std::fs::read(file).unwrap())
                 .file_name(file.file_name().unwrap().to_string_lossy().into_owned()),
         );
-        let r = self
-            .client
+        for (k, v) in fields {
+            form = form.text(k.to_string(), v.to_string());
+        }
+        self.client
             .post(self.url("/api/v1/tracks"))
             .bearer_auth(token)
             .multipart(form)
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Uploads `file` as the token's user; asserts 201 and returns the track.
+    pub async fn upload(&self, token: &str, file: &Path) -> Value {
+        let r = self.upload_with(token, file, &[]).await;
         assert_eq!(r.status(), 201);
         r.json().await.unwrap()
     }
@@ -469,44 +481,37 @@ pub fn playlist_uris(text: &str) -> Vec<String> {
 /// Plays an HLS tree as a player does: master → media playlists → init and segments, each URI
 /// resolved against the URL it came from. Checks each object's headers; returns the URLs.
 pub async fn play(client: &reqwest::Client, master: &str, id: &str) -> Vec<String> {
-    let mut fetched = Vec::new();
-    let get = |u: url::Url| {
+    const PLAYLIST: (&str, &str) = ("application/vnd.apple.mpegurl", "public, max-age=60");
+    const SEGMENT: (&str, &str) = ("audio/mp4", "public, max-age=86400, immutable");
+    // GET with the object's headers checked: 200, content type, cache lifetime, CDN tag.
+    let fetch = |u: url::Url, (ct, cc): (&'static str, &'static str)| {
         let client = client.clone();
-        async move { client.get(u).send().await.unwrap() }
+        let id = id.to_owned();
+        async move {
+            let resp = client.get(u.clone()).send().await.unwrap();
+            assert_eq!(resp.status(), 200, "{u}");
+            check_kind(&resp, ct, cc, &id);
+            resp
+        }
     };
     let master_url = url::Url::parse(master).unwrap();
-    let resp = get(master_url.clone()).await;
-    assert_eq!(resp.status(), 200, "master {master}");
-    check_kind(
-        &resp,
-        "application/vnd.apple.mpegurl",
-        "public, max-age=60",
-        id,
-    );
-    let text = resp.text().await.unwrap();
-    fetched.push(master_url.to_string());
+    let mut fetched = vec![master_url.to_string()];
+    let text = fetch(master_url.clone(), PLAYLIST)
+        .await
+        .text()
+        .await
+        .unwrap();
     let media = playlist_uris(&text);
     assert!(!media.is_empty(), "{text}");
     for m in media {
         let url = master_url.join(&m).unwrap();
-        let resp = get(url.clone()).await;
-        assert_eq!(resp.status(), 200, "playlist {url}");
-        check_kind(
-            &resp,
-            "application/vnd.apple.mpegurl",
-            "public, max-age=60",
-            id,
-        );
-        let text = resp.text().await.unwrap();
+        let text = fetch(url.clone(), PLAYLIST).await.text().await.unwrap();
         fetched.push(url.to_string());
         let segs = playlist_uris(&text);
         assert!(!segs.is_empty(), "{text}");
         for s in segs {
             let seg_url = url.join(&s).unwrap();
-            let resp = get(seg_url.clone()).await;
-            assert_eq!(resp.status(), 200, "segment {seg_url}");
-            check_kind(&resp, "audio/mp4", "public, max-age=86400, immutable", id);
-            let body = resp.bytes().await.unwrap();
+            let body = fetch(seg_url.clone(), SEGMENT).await.bytes().await.unwrap();
             // Content-addressed: the name is the hash of the bytes.
             assert_eq!(
                 s.rsplit('/').next().unwrap().split('.').next().unwrap(),

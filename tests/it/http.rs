@@ -125,82 +125,43 @@ async fn every_error_status_returns_the_envelope() {
             .header("content-type", ct)
             .body(body)
     };
-    let malformed = assert_envelope(
-        post("{\"name\":", "application/json").send().await.unwrap(),
-        400,
-        "invalid_json",
-    )
-    .await;
-    assert!(
-        malformed["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("invalid JSON")
-    );
-    let typed = assert_envelope(
-        post(
+    // Each bad body: its status, code, and what the message must name.
+    let cases: [(&str, &str, u16, &str, &str); 5] = [
+        (
+            "{\"name\":",
+            "application/json",
+            400,
+            "invalid_json",
+            "invalid JSON",
+        ),
+        (
             r#"{"name":"LCP","value":"slow","route":"/"}"#,
             "application/json",
-        )
-        .send()
-        .await
-        .unwrap(),
-        400,
-        "invalid_json",
-    )
-    .await;
-    assert!(
-        typed["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("value"),
-        "{typed}"
-    );
-    let nested = assert_envelope(
-        post(
+            400,
+            "invalid_json",
+            "value",
+        ),
+        (
             r#"[{"name":"LCP","value":1,"route":"/"},{"name":"CLS","value":0.1,"route":7}]"#,
             "application/json",
-        )
-        .send()
-        .await
-        .unwrap(),
-        400,
-        "invalid_json",
-    )
-    .await;
-    assert!(
-        nested["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("[1].route"),
-        "{nested}"
-    );
-    let unknown = assert_envelope(
-        post(
+            400,
+            "invalid_json",
+            "[1].route",
+        ),
+        (
             r#"{"name":"LCP","value":1,"route":"/","colour":"red"}"#,
             "application/json",
-        )
-        .send()
-        .await
-        .unwrap(),
-        400,
-        "invalid_json",
-    )
-    .await;
-    assert!(
-        unknown["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("colour"),
-        "{unknown}"
-    );
-
-    assert_envelope(
-        post("<x/>", "application/xml").send().await.unwrap(),
-        415,
-        "unsupported_media_type",
-    )
-    .await;
+            400,
+            "invalid_json",
+            "colour",
+        ),
+        ("<x/>", "application/xml", 415, "unsupported_media_type", ""),
+    ];
+    for (body, ct, status, code, names) in cases {
+        let e = assert_envelope(post(body, ct).send().await.unwrap(), status, code).await;
+        let message = e["error"]["message"].as_str().unwrap();
+        assert!(message.contains(names), "{body}: {e}");
+    }
     assert_envelope(
         c.post(app.url(BEACON)).body("{}").send().await.unwrap(),
         415,

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use veza::accounts::Role;
 
 use crate::helpers::{
-    TestApp, assert_envelope, cli_admin_token, require_tool, serve_binary, spawn_app,
-    spawn_app_with, stderr, stdout, user_with_token, veza,
+    assert_envelope, cli_admin_token, require_tool, serve_binary, spawn_app, spawn_app_with,
+    stderr, stdout, user_with_token, veza,
 };
 
 /// Generated fixtures, made once per test in a temp dir.
@@ -128,30 +128,6 @@ impl Fixtures {
     }
 }
 
-async fn upload(
-    app: &TestApp,
-    token: &str,
-    file: &Path,
-    extra: &[(&str, &str)],
-) -> reqwest::Response {
-    let bytes = std::fs::read(file).unwrap();
-    let mut form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(bytes)
-            .file_name(file.file_name().unwrap().to_string_lossy().into_owned()),
-    );
-    for (k, v) in extra {
-        form = form.text(k.to_string(), v.to_string());
-    }
-    app.client
-        .post(app.url("/api/v1/tracks"))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn uploads_extract_every_field_for_each_format() {
     let fx = Fixtures::new();
@@ -166,7 +142,7 @@ async fn uploads_extract_every_field_for_each_format() {
         ("t.wav", "pcm", "audio/wav", false),
     ] {
         let file = fx.tone(name, 2, 440);
-        let resp = upload(&app, &ed, &file, &[]).await;
+        let resp = app.upload_with(&ed, &file, &[]).await;
         assert_eq!(resp.status(), 201, "{name}: {}", resp.text().await.unwrap());
         let t: Value = resp.json().await.unwrap();
         assert_eq!(t["title"], "Sine Tone", "{name} {t}");
@@ -213,13 +189,14 @@ async fn a_byte_identical_upload_returns_the_existing_track_and_no_second_blob()
     let app = spawn_app().await;
     let (_, ed) = user_with_token(&app, "ed", Role::Editor).await;
     let file = fx.tone("a.mp3", 1, 500);
-    let first: Value = upload(&app, &ed, &file, &[("title", "Override")])
+    let first: Value = app
+        .upload_with(&ed, &file, &[("title", "Override")])
         .await
         .json()
         .await
         .unwrap();
     assert_eq!(first["title"], "Override");
-    let again = upload(&app, &ed, &file, &[]).await;
+    let again = app.upload_with(&ed, &file, &[]).await;
     assert_eq!(again.status(), 200);
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["id"], first["id"]);
@@ -234,10 +211,15 @@ async fn oversize_and_non_audio_uploads_are_refused_and_nothing_is_kept() {
     let app = spawn_app_with(|c| c.storage.max_upload_bytes = 8 * 1024).await;
     let (_, ed) = user_with_token(&app, "ed", Role::Editor).await;
     let big = fx.tone("big.wav", 1, 300); // ~88 KB
-    assert_envelope(upload(&app, &ed, &big, &[]).await, 413, "payload_too_large").await;
+    assert_envelope(
+        app.upload_with(&ed, &big, &[]).await,
+        413,
+        "payload_too_large",
+    )
+    .await;
     let text = fx.path("notes.mp3");
     std::fs::write(&text, "these are not the bytes you are looking for").unwrap();
-    let r = assert_envelope(upload(&app, &ed, &text, &[]).await, 415, "not_audio").await;
+    let r = assert_envelope(app.upload_with(&ed, &text, &[]).await, 415, "not_audio").await;
     assert!(
         r["error"]["message"]
             .as_str()
@@ -305,16 +287,16 @@ async fn listing_filters_searches_and_paginates_stably() {
     .enumerate()
     {
         let f = fx.tone(&format!("l{i}.opus"), 1, 300 + i as u32 * 50);
-        let t: Value = upload(
-            &app,
-            &ed,
-            &f,
-            &[("title", title), ("visibility", vis), ("artist", "Band")],
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+        let t: Value = app
+            .upload_with(
+                &ed,
+                &f,
+                &[("title", *title), ("visibility", *vis), ("artist", "Band")],
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
         ids.push(t["id"].as_str().unwrap().to_owned());
     }
     let get = |q: &str, auth: bool| {
@@ -377,7 +359,7 @@ async fn listing_filters_searches_and_paginates_stably() {
     assert_eq!(titles(&p1), vec!["Blue Monday"]);
     let cur = p1["next_cursor"].as_str().unwrap().to_owned();
     let f = fx.tone("l9.opus", 1, 900);
-    upload(&app, &ed, &f, &[("title", "Aaa First")]).await;
+    app.upload_with(&ed, &f, &[("title", "Aaa First")]).await;
     let p2 = get(&format!("?sort=title&limit=2&cursor={cur}"), true).await;
     assert_eq!(titles(&p2), vec!["Blue Train", "Green Onions"]);
     let p3 = get(
@@ -398,7 +380,8 @@ async fn edits_apply_and_delete_removes_rows_and_blobs() {
     let fx = Fixtures::new();
     let app = spawn_app().await;
     let (_, ed) = user_with_token(&app, "ed", Role::Editor).await;
-    let t: Value = upload(&app, &ed, &fx.tone("d.mp3", 1, 700), &[])
+    let t: Value = app
+        .upload_with(&ed, &fx.tone("d.mp3", 1, 700), &[])
         .await
         .json()
         .await
@@ -627,7 +610,8 @@ async fn uploads_imports_and_deletes_work_on_the_s3_backend() {
     .await;
     assert_eq!(app.state.store.backend(), "s3");
     let (_, ed) = user_with_token(&app, "ed", Role::Editor).await;
-    let t: Value = upload(&app, &ed, &fx.tone("s3.mp3", 1, 440), &[])
+    let t: Value = app
+        .upload_with(&ed, &fx.tone("s3.mp3", 1, 440), &[])
         .await
         .json()
         .await

@@ -84,24 +84,13 @@ fn tone(dir: &Path, name: &str, freq: u32, cover: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// Uploads with a visibility; asserts 201 and returns the track.
 async fn upload(app: &TestApp, token: &str, file: &Path, visibility: &str) -> Value {
-    let form = reqwest::multipart::Form::new()
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(std::fs::read(file).unwrap())
-                .file_name(file.file_name().unwrap().to_string_lossy().into_owned()),
-        )
-        .text("visibility", visibility.to_owned());
-    let resp = app
-        .client
-        .post(app.url("/api/v1/tracks"))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    resp.json().await.unwrap()
+    let r = app
+        .upload_with(token, file, &[("visibility", visibility)])
+        .await;
+    assert_eq!(r.status(), 201);
+    r.json().await.unwrap()
 }
 
 /// The internal blob keys of a track (the API does not show them).
