@@ -212,8 +212,9 @@ for (let i = problems.length - 1; i >= 0; i--) if (/451/.test(problems[i])) prob
 // --- Delete (with confirmation) --------------------------------------------------------
 await page.getByRole("button", { name: "Delete" }).click();
 await page.getByRole("heading", { name: "Library" }).waitFor();
-await page.locator(`[data-testid=track-row][data-id="${id}"]`).waitFor({ state: "detached" });
-assert.equal(await page.locator("[data-testid=track-row]").count(), 1);
+await page.locator("[data-testid=track-row]").first().waitFor();
+assert.equal(await page.locator("[data-testid=track-row]").count(), 1, "one track left");
+assert.equal(await page.locator(`[data-testid=track-row][data-id="${id}"]`).count(), 0, "the deleted one is gone");
 
 // --- Jobs, users and tokens, settings ------------------------------------------------------
 await page.getByRole("link", { name: "Jobs" }).click();

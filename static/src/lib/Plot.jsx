@@ -3,7 +3,7 @@ import { useEffect, useRef } from "preact/hooks";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 
-export function Plot({ title, series, data, yFormat, bands }) {
+export function Plot({ title, series, data, yFormat, bands, xRange }) {
   const box = useRef(null);
   const plot = useRef(null);
   useEffect(() => {
@@ -18,7 +18,8 @@ export function Plot({ title, series, data, yFormat, bands }) {
       height: 180,
       series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, fill: s.fill, width: 2, points: { show: data[0].length < 60, size: 5 }, spanGaps: false }))],
       axes: [axis, { ...axis, size: 56, values: yFormat ? (_u, ticks) => ticks.map(yFormat) : undefined }],
-      scales: { x: { time: true } },
+      // The whole window, however few samples there are yet.
+      scales: { x: { time: true, range: xRange ? () => xRange.current : undefined } },
       legend: { live: false },
       hooks: bands ? { drawClear: [(u) => drawBands(u, bands)] } : {},
     };

@@ -1,6 +1,6 @@
 // Overview: health, versions, storage, jobs, tracks, the CDN with a test-signing button, and
 // the last 24 hours from the server's per-minute ring buffer.
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { api, bytes } from "../lib/api.js";
 import { Plot } from "../lib/Plot.jsx";
 
@@ -67,6 +67,7 @@ export function Overview() {
   const [data, setData] = useState(null);
   const [ready, setReady] = useState(null);
   const [error, setError] = useState(null);
+  const xRange = useRef(null);
   useEffect(() => {
     let stop = false;
     const load = async () => {
@@ -90,6 +91,10 @@ export function Overview() {
   if (error) return <p class="error" role="alert">{error}</p>;
   if (!data || !ready) return <p class="muted" aria-busy="true">Loading…</p>;
   const s = series(data.samples);
+  const lastSample = data.samples[data.samples.length - 1];
+  const end = lastSample ? lastSample.t + lastSample.secs : Date.now() / 1000;
+  xRange.current = [end - 86400, end];
+  const common = { xRange };
   const checks = Object.entries(ready.checks);
   const ms = (v) => `${Math.round(v)} ms`;
   return (
@@ -133,20 +138,20 @@ export function Overview() {
         </div>
         <div class="card">
           <h2>CDN</h2>
-          <p>{data.cdn.enabled ? `${data.cdn.provider} at ${data.cdn.base_url || "–"}` : `Off: Veza signs its own /media/ URLs (${data.cdn.provider})`}</p>
+          <p>{data.cdn.enabled ? `${data.cdn.provider} at ${data.cdn.base_url || "–"}` : "No CDN: Veza signs its own /media/ URLs."}</p>
           <TestSigning />
         </div>
       </div>
       <h2>Last 24 hours</h2>
       <div class="grid plots" data-testid="plots" data-points={data.samples.length}>
-        <Plot title="Requests/s by status" data={s.requests} yFormat={(v) => v.toFixed(2)}
+        <Plot {...common} title="Requests/s by status" data={s.requests} yFormat={(v) => v.toFixed(2)}
           series={[{ label: "2xx", color: "#16a34a" }, { label: "3xx", color: "#2563eb" }, { label: "4xx", color: "#d97706" }, { label: "5xx", color: "#dc2626" }]} />
-        <Plot title="Bytes/s served by /media/" data={s.media} yFormat={bytes} series={[{ label: "bytes/s", color: "#7c3aed", fill: "rgba(124,58,237,0.12)" }]} />
-        <Plot title="Stream URLs issued per minute" data={s.streams} series={[{ label: "signed", color: "#0891b2" }, { label: "fallbacks", color: "#dc2626" }]} />
-        <Plot title="Jobs per minute" data={s.jobs} series={[{ label: "done", color: "#16a34a" }, { label: "failed", color: "#dc2626" }]} />
-        <Plot title="LCP p75 (s)" data={s.lcp} bands={[2.5, 4]} yFormat={(v) => v.toFixed(1)} series={[{ label: "LCP", color: "#0f766e" }]} />
-        <Plot title="INP p75 (ms)" data={s.inp} bands={[200, 500]} yFormat={ms} series={[{ label: "INP", color: "#0f766e" }]} />
-        <Plot title="CLS p75" data={s.cls} bands={[0.1, 0.25]} yFormat={(v) => v.toFixed(2)} series={[{ label: "CLS", color: "#0f766e" }]} />
+        <Plot {...common} title="Bytes/s served by /media/" data={s.media} yFormat={bytes} series={[{ label: "bytes/s", color: "#7c3aed", fill: "rgba(124,58,237,0.12)" }]} />
+        <Plot {...common} title="Stream URLs issued per minute" data={s.streams} series={[{ label: "signed", color: "#0891b2" }, { label: "fallbacks", color: "#dc2626" }]} />
+        <Plot {...common} title="Jobs per minute" data={s.jobs} series={[{ label: "done", color: "#16a34a" }, { label: "failed", color: "#dc2626" }]} />
+        <Plot {...common} title="LCP p75 (s)" data={s.lcp} bands={[2.5, 4]} yFormat={(v) => v.toFixed(1)} series={[{ label: "LCP", color: "#0f766e" }]} />
+        <Plot {...common} title="INP p75 (ms)" data={s.inp} bands={[200, 500]} yFormat={ms} series={[{ label: "INP", color: "#0f766e" }]} />
+        <Plot {...common} title="CLS p75" data={s.cls} bands={[0.1, 0.25]} yFormat={(v) => v.toFixed(2)} series={[{ label: "CLS", color: "#0f766e" }]} />
       </div>
     </section>
   );
