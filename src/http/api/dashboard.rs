@@ -55,6 +55,8 @@ pub struct StatsResponse {
     pub cdn: CdnInfo,
     /// Blob store use by area, from the periodic scan.
     pub storage: Vec<AreaUsage>,
+    /// When the store scan behind `storage` finished, Unix seconds (`metrics.store_scan_secs`).
+    pub storage_scanned_at: Option<i64>,
     /// Tracks by status.
     pub tracks: BTreeMap<String, i64>,
     /// The job queue.
@@ -236,6 +238,7 @@ async fn stats(_who: Principal, s: AppState, raw: String) -> Result<Response, Re
             base_url: cdn.base_url.as_ref().map(|u| u.to_string()),
         },
         storage,
+        storage_scanned_at: Some(m.blob_scan_timestamp.get() as i64).filter(|t| *t > 0),
         tracks,
         jobs: JobCounts {
             queued: m.jobs_queued.get(),

@@ -1,11 +1,20 @@
 // A uPlot chart sized to its container; redrawn when the data changes.
-import { useEffect, useRef } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
+
+const dark = matchMedia("(prefers-color-scheme: dark)");
 
 export function Plot({ title, series, data, yFormat, bands, xRange }) {
   const box = useRef(null);
   const plot = useRef(null);
+  // Axis colours come from the theme: rebuild when it flips.
+  const [scheme, setScheme] = useState(dark.matches);
+  useEffect(() => {
+    const flip = () => setScheme(dark.matches);
+    dark.addEventListener("change", flip);
+    return () => dark.removeEventListener("change", flip);
+  }, []);
   useEffect(() => {
     const el = box.current;
     const width = () => Math.max(240, el.clientWidth);
@@ -30,7 +39,7 @@ export function Plot({ title, series, data, yFormat, bands, xRange }) {
       ro.disconnect();
       plot.current.destroy();
     };
-  }, []);
+  }, [scheme]);
   useEffect(() => {
     if (plot.current) plot.current.setData(data);
   }, [data]);

@@ -128,6 +128,7 @@ export function Overview() {
         </div>
         <div class="card">
           <h2>Storage</h2>
+          <p class="muted small">{data.storage_scanned_at ? `As of ${new Date(data.storage_scanned_at * 1000).toLocaleTimeString()}` : "Not scanned yet"}</p>
           <table class="compact">
             <tbody>
               {data.storage.map((a) => (
