@@ -13,10 +13,10 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::accounts::Role;
 use crate::clock::now;
-use crate::http::error::ErrorEnvelope;
 use crate::http::auth::{Principal, require};
 use crate::http::dashboard::embeddable;
 use crate::http::error::ApiError;
+use crate::http::error::ErrorEnvelope;
 use crate::http::filters::with_state;
 use crate::http::route;
 use crate::http::state::AppState;
