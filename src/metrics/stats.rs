@@ -125,29 +125,7 @@ impl Stats {
                 _ => {}
             }
         }
-        for mf in m.rum_web_vitals.collect() {
-            for metric in mf.get_metric() {
-                let name = metric
-                    .get_label()
-                    .iter()
-                    .find(|l| l.name() == "name")
-                    .map(|l| l.value());
-                let slot = match name {
-                    Some("LCP") => 0,
-                    Some("INP") => 1,
-                    Some("CLS") => 2,
-                    _ => continue,
-                };
-                let buckets = metric.get_histogram().get_bucket();
-                let acc = &mut t.rum[slot];
-                if acc.is_empty() {
-                    acc.extend(buckets.iter().map(|b| (b.upper_bound(), 0)));
-                }
-                for (a, b) in acc.iter_mut().zip(buckets) {
-                    a.1 += b.cumulative_count();
-                }
-            }
-        }
+        rum_buckets(m, |_, slot, buckets| add(&mut t.rum[slot], buckets));
         t
     }
 
@@ -177,6 +155,77 @@ impl Stats {
             .collect();
         out.push(delta(&ring.last, &totals, ring.last_t, now));
         out
+    }
+}
+
+/// One route's web vitals since start.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RouteVitals {
+    /// The normalised `route` label.
+    pub route: String,
+    /// LCP reports received.
+    pub samples: u64,
+    /// p75 Largest Contentful Paint, seconds.
+    pub lcp_p75: Option<f64>,
+    /// p75 Interaction to Next Paint, seconds.
+    pub inp_p75: Option<f64>,
+    /// p75 Cumulative Layout Shift.
+    pub cls_p75: Option<f64>,
+}
+
+/// p75 of LCP, INP and CLS per route (all devices) since start, busiest route first.
+pub fn per_route(m: &Metrics) -> Vec<RouteVitals> {
+    let mut routes: std::collections::BTreeMap<String, [Vec<(f64, u64)>; 3]> = Default::default();
+    rum_buckets(m, |route, slot, buckets| {
+        add(
+            &mut routes.entry(route.to_owned()).or_default()[slot],
+            buckets,
+        );
+    });
+    let mut out: Vec<RouteVitals> = routes
+        .into_iter()
+        .map(|(route, [lcp, inp, cls])| RouteVitals {
+            route,
+            samples: lcp.last().map_or(0, |b| b.1),
+            lcp_p75: p75(&[], &lcp),
+            inp_p75: p75(&[], &inp),
+            cls_p75: p75(&[], &cls),
+        })
+        .collect();
+    out.sort_by_key(|r| std::cmp::Reverse(r.samples));
+    out
+}
+
+/// Calls `f(route, slot, buckets)` for each LCP (0), INP (1) and CLS (2) histogram.
+fn rum_buckets(m: &Metrics, mut f: impl FnMut(&str, usize, &[prometheus::proto::Bucket])) {
+    for mf in m.rum_web_vitals.collect() {
+        for metric in mf.get_metric() {
+            let label = |n: &str| {
+                metric
+                    .get_label()
+                    .iter()
+                    .find(|l| l.name() == n)
+                    .map(|l| l.value().to_owned())
+                    .unwrap_or_default()
+            };
+            let slot = match label("name").as_str() {
+                "LCP" => 0,
+                "INP" => 1,
+                "CLS" => 2,
+                _ => continue,
+            };
+            f(&label("route"), slot, metric.get_histogram().get_bucket());
+        }
+    }
+}
+
+/// Adds cumulative bucket counts into `acc` (bounds taken from the first histogram).
+fn add(acc: &mut Vec<(f64, u64)>, buckets: &[prometheus::proto::Bucket]) {
+    if acc.is_empty() {
+        acc.extend(buckets.iter().map(|b| (b.upper_bound(), 0)));
+    }
+    for (a, b) in acc.iter_mut().zip(buckets) {
+        a.1 += b.cumulative_count();
     }
 }
 
@@ -286,5 +335,25 @@ mod tests {
         );
         assert_eq!(all[CAPACITY].requests, [0; 5]);
         assert_eq!(s.window(&m, now, 3600).len(), 61);
+    }
+
+    #[test]
+    fn vitals_are_summarised_per_route() {
+        let m = Metrics::new("1", "x").unwrap();
+        for v in [0.5, 0.5, 0.5, 3.0] {
+            m.rum_web_vitals
+                .with_label_values(&["LCP", "library", "desktop"])
+                .observe(v);
+        }
+        m.rum_web_vitals
+            .with_label_values(&["CLS", "embed", "mobile"])
+            .observe(0.01);
+        let r = per_route(&m);
+        assert_eq!(r[0].route, "library");
+        assert_eq!(r[0].samples, 4);
+        assert!(r[0].lcp_p75.unwrap() <= 1.0, "{:?}", r[0]);
+        assert_eq!(r[0].cls_p75, None);
+        assert_eq!(r[1].route, "embed");
+        assert!(r[1].cls_p75.is_some() && r[1].lcp_p75.is_none());
     }
 }

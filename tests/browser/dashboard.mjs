@@ -263,6 +263,8 @@ for (let i = 0; i < 50 && after <= before; i++) {
 }
 assert.ok(after > before, `beacons received ${before} -> ${after}`);
 measured.beacons = after - before;
+const routes = (await page.evaluate(() => fetch("/api/v1/stats?window=1h").then((r) => r.json()))).rum_routes;
+assert.ok(routes.some((r) => r.route === "library" && r.lcp_p75 > 0), `p75 per route: ${JSON.stringify(routes)}`);
 
 await browser.close();
 blogServer.close();

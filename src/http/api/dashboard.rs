@@ -22,7 +22,7 @@ use crate::http::route;
 use crate::http::state::AppState;
 use crate::jobs::HlsAvailability;
 use crate::library::{TrackId, store};
-use crate::metrics::stats::{STEP_SECS, Sample};
+use crate::metrics::stats::{RouteVitals, STEP_SECS, Sample, per_route};
 use crate::metrics::{BLOB_AREAS, TRACK_STATUSES};
 
 /// The effective configuration as masked TOML, set once by `veza serve` (which has the
@@ -63,6 +63,8 @@ pub struct StatsResponse {
     pub jobs: JobCounts,
     /// Oldest first; the last one is the minute in progress (`secs` < 60).
     pub samples: Vec<Sample>,
+    /// Real-user web vitals per route since start, busiest first.
+    pub rum_routes: Vec<RouteVitals>,
 }
 
 /// How stream URLs are signed.
@@ -245,6 +247,7 @@ async fn stats(_who: Principal, s: AppState, raw: String) -> Result<Response, Re
             dead: m.jobs_dead.get(),
         },
         samples: s.stats.window(m, now(), window),
+        rum_routes: per_route(m),
     };
     Ok(warp::reply::json(&body).into_response())
 }

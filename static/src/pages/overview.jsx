@@ -34,6 +34,36 @@ function series(samples) {
   };
 }
 
+// Google's thresholds: good up to the first, poor beyond the second.
+const VITALS = [
+  ["lcp_p75", "LCP", [2.5, 4], (v) => `${v.toFixed(2)} s`],
+  ["inp_p75", "INP", [0.2, 0.5], (v) => `${Math.round(v * 1000)} ms`],
+  ["cls_p75", "CLS", [0.1, 0.25], (v) => v.toFixed(3)],
+];
+
+function VitalsByRoute({ routes }) {
+  if (!routes.length) return <p class="muted">No web-vitals beacons yet.</p>;
+  return (
+    <div class="table-wrap">
+      <table data-testid="vitals">
+        <thead><tr><th>Route</th><th>Loads</th>{VITALS.map((v) => <th>{v[1]} p75</th>)}</tr></thead>
+        <tbody>{routes.map((r) => (
+          <tr>
+            <td>{r.route}</td>
+            <td>{r.samples}</td>
+            {VITALS.map(([k, , [good, poor], fmt]) => {
+              const v = r[k];
+              if (v == null) return <td class="muted">–</td>;
+              const [tone, word] = v <= good ? ["ok", "good"] : v <= poor ? ["warn", "needs improvement"] : ["error", "poor"];
+              return <td class={tone} title={word}>{fmt(v)} <span class="visually-hidden">({word})</span></td>;
+            })}
+          </tr>
+        ))}</tbody>
+      </table>
+    </div>
+  );
+}
+
 function TestSigning() {
   const [result, setResult] = useState(null);
   const run = async () => {
@@ -143,6 +173,8 @@ export function Overview() {
           <TestSigning />
         </div>
       </div>
+      <h2>Web vitals by route (p75 since start)</h2>
+      <VitalsByRoute routes={data.rum_routes} />
       <h2>Last 24 hours</h2>
       <div class="grid plots" data-testid="plots" data-points={data.samples.length}>
         <Plot {...common} title="Requests/s by status" data={s.requests} yFormat={(v) => v.toFixed(2)}
