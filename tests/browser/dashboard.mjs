@@ -133,6 +133,14 @@ measured.upload_to_ready_ms = Date.now() - t0;
 // The same file again is a duplicate with a link to the existing track.
 await page.setInputFiles("input[type=file]", tracks[0]);
 await page.locator("[data-testid=upload].duplicate").waitFor();
+// Not audio: a clear per-file error, not a silent failure.
+await page.setInputFiles("input[type=file]", { name: "notes.mp3", mimeType: "audio/mpeg", buffer: Buffer.from("these are not the sounds you are looking for\n".repeat(50)) });
+const refused = page.locator("[data-testid=upload].error");
+await refused.waitFor();
+measured.not_audio_error = await refused.locator(".detail").innerText();
+assert.ok(measured.not_audio_error.length > 5, "the refusal says why");
+// Chromium logs the expected 415 as a console error.
+for (let i = problems.length - 1; i >= 0; i--) if (/status of 415/.test(problems[i])) problems.splice(i, 1);
 await shoot(page, "library");
 
 // --- Track page: play through the signed URL flow ----------------------------------------
@@ -264,7 +272,7 @@ for (let i = 0; i < 50 && after <= before; i++) {
 assert.ok(after > before, `beacons received ${before} -> ${after}`);
 measured.beacons = after - before;
 const routes = (await page.evaluate(() => fetch("/api/v1/stats?window=1h").then((r) => r.json()))).rum_routes;
-assert.ok(routes.some((r) => r.route === "library" && r.lcp_p75 > 0), `p75 per route: ${JSON.stringify(routes)}`);
+assert.ok(routes.some((r) => r.lcp_p75 > 0) && routes.some((r) => r.route === "library"), `p75 per route: ${JSON.stringify(routes)}`);
 
 await browser.close();
 blogServer.close();
