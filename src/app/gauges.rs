@@ -22,6 +22,8 @@ pub struct Deps {
     pub store: BlobStore,
     /// Where the figures go.
     pub metrics: Metrics,
+    /// The dashboard's per-minute samples.
+    pub stats: std::sync::Arc<crate::metrics::stats::Stats>,
 }
 
 impl Deps {
@@ -32,6 +34,7 @@ impl Deps {
             db: s.db.clone(),
             store: s.store.clone(),
             metrics: s.metrics.clone(),
+            stats: s.stats.clone(),
         }
     }
 }
@@ -48,8 +51,14 @@ pub fn start(s: Deps) -> JoinHandle<()> {
         // A slow scan of a big bucket must not queue up scans behind it.
         store.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         library.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut minute = tokio::time::interval_at(
+            tokio::time::Instant::now()
+                + Duration::from_secs(crate::metrics::stats::STEP_SECS as u64),
+            Duration::from_secs(crate::metrics::stats::STEP_SECS as u64),
+        );
         loop {
             tokio::select! {
+                _ = minute.tick() => s.stats.tick(&s.metrics, crate::clock::now()),
                 _ = library.tick() => refresh_library(&s).await,
                 _ = store.tick() => scan_store(&s).await,
             }

@@ -3,6 +3,9 @@
 
 pub mod gauges;
 
+/// Set by `veza serve` for the dashboard's Settings page.
+pub(crate) use crate::http::api::dashboard::EFFECTIVE_CONFIG;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -181,6 +184,7 @@ impl App {
             stream_limit,
             caches,
             ready: Arc::default(),
+            stats: Arc::new(crate::metrics::stats::Stats::new(crate::clock::now())),
         };
         Ok(App {
             state,

@@ -87,7 +87,11 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     let fig = config::figment(&layer)?;
     let cfg = config::from_figment(&fig)?;
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve::serve(cfg),
+        Command::Serve => {
+            // The dashboard's Settings page shows what `config check` prints.
+            let _ = crate::app::EFFECTIVE_CONFIG.set(config::masked_toml(&cfg, &fig)?);
+            serve::serve(cfg)
+        }
         Command::Migrate => serve::migrate(&cfg),
         Command::Config(ConfigCommand::Check) => {
             print!("{}", config::masked_toml(&cfg, &fig)?);

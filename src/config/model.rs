@@ -127,6 +127,8 @@ pub struct Config {
     pub hls: HlsConfig,
     /// `[rum]`
     pub rum: RumConfig,
+    /// `[embed]`
+    pub embed: EmbedConfig,
     /// `[auth]`
     pub auth: AuthConfig,
     /// `[jobs]`
@@ -371,4 +373,13 @@ pub struct RumConfig {
     pub rate_limit_per_min: u32,
     /// Origins allowed to post beacons cross-origin.
     pub cors_origins: Vec<String>,
+    /// Share of page loads (0–1) that send web vitals.
+    pub sample_rate: f64,
+}
+
+/// `[embed]`, parsed.
+#[derive(Debug, Clone)]
+pub struct EmbedConfig {
+    /// The embed page's CSP `frame-ancestors` sources (`*`, or space-separated origins).
+    pub frame_ancestors: String,
 }

@@ -18,6 +18,7 @@ pub struct RawConfig {
     pub stream: RawStream,
     pub cache: RawCache,
     pub metrics: RawMetrics,
+    pub embed: RawEmbed,
 }
 
 /// `[server]`
@@ -233,6 +234,22 @@ pub struct RawRum {
     pub max_routes: u64,
     pub rate_limit_per_min: u64,
     pub cors_origins: Vec<String>,
+    pub sample_rate: f64,
+}
+
+/// `[embed]`: the public `/embed/{id}` player page.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawEmbed {
+    pub frame_ancestors: String,
+}
+
+impl Default for RawEmbed {
+    fn default() -> Self {
+        Self {
+            frame_ancestors: "*".into(),
+        }
+    }
 }
 
 impl Default for RawConfig {
@@ -250,6 +267,7 @@ impl Default for RawConfig {
             stream: RawStream::default(),
             cache: RawCache::default(),
             metrics: RawMetrics::default(),
+            embed: RawEmbed::default(),
         }
     }
 }
@@ -398,6 +416,8 @@ impl Default for RawRum {
             max_routes: 100,
             rate_limit_per_min: 60,
             cors_origins: vec![],
+            // Every page load while developing; a quarter of them in production.
+            sample_rate: if cfg!(debug_assertions) { 1.0 } else { 0.25 },
         }
     }
 }

@@ -11,8 +11,8 @@ use url::Url;
 
 use super::load::describe_key_source;
 use super::raw::{
-    RawAuth, RawCache, RawCdn, RawConfig, RawHls, RawJobs, RawLog, RawMetrics, RawRum, RawServer,
-    RawStorage, RawStream,
+    RawAuth, RawCache, RawCdn, RawConfig, RawEmbed, RawHls, RawJobs, RawLog, RawMetrics, RawRum,
+    RawServer, RawStorage, RawStream,
 };
 use super::*;
 
@@ -77,6 +77,7 @@ pub(super) fn validate(fig: &Figment, raw: &RawConfig) -> Result<Config, ConfigE
         metrics: validate_metrics(&c, &raw.metrics)?,
         auth: validate_auth(&c, &raw.auth)?,
         rum: validate_rum(&c, &raw.rum)?,
+        embed: validate_embed(&c, &raw.embed)?,
     })
 }
 
@@ -501,10 +502,31 @@ fn validate_rum(c: &Check<'_>, raw: &RawRum) -> Result<RumConfig, ConfigError> {
             parse_http_url(o).map_err(|p| c.err("rum.cors_origins", p))?;
         }
     }
+    if !(0.0..=1.0).contains(&raw.sample_rate) {
+        return Err(c.err(
+            "rum.sample_rate",
+            format!("{} is outside 0..=1", raw.sample_rate),
+        ));
+    }
     Ok(RumConfig {
         max_routes: raw.max_routes as usize,
         rate_limit_per_min: raw.rate_limit_per_min as u32,
         cors_origins: raw.cors_origins.clone(),
+        sample_rate: raw.sample_rate,
+    })
+}
+
+fn validate_embed(c: &Check<'_>, raw: &RawEmbed) -> Result<EmbedConfig, ConfigError> {
+    let fa = raw.frame_ancestors.trim();
+    // Goes into a CSP header: no separators or quotes that could add directives.
+    if fa.is_empty() || fa.contains([';', ',', '\'', '"']) || fa.chars().any(char::is_control) {
+        return Err(c.err(
+            "embed.frame_ancestors",
+            format!("{fa:?}: use `*` or space-separated origins such as https://cms.example"),
+        ));
+    }
+    Ok(EmbedConfig {
+        frame_ancestors: fa.to_owned(),
     })
 }
 

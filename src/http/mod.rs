@@ -14,6 +14,7 @@ use warp::{Filter, Rejection, Reply};
 use self::error::ApiError;
 use crate::http::state::AppState;
 use crate::metrics::Metrics;
+use crate::metrics::stats::Stats;
 
 pub(crate) mod api;
 pub(crate) mod auth;
@@ -39,13 +40,14 @@ pub fn app(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infa
         .unify()
         .or(api::routes(&state))
         .unify()
-        .or(dashboard::routes())
+        .or(dashboard::routes(&state))
         .unify();
     let handled = routes.recover(error::recover).unify();
     let metrics = state.metrics.clone();
+    let stats = state.stats.clone();
     request_ctx()
         .and(handled)
-        .map(move |ctx: RequestCtx, resp: Response| ctx.finish(&metrics, resp))
+        .map(move |ctx: RequestCtx, resp: Response| ctx.finish(&metrics, &stats, resp))
         .with(warp::trace(|info| {
             tracing::info_span!(
                 "http",
@@ -151,7 +153,7 @@ fn method_label(m: &Method) -> &'static str {
 }
 
 impl RequestCtx {
-    fn finish(self, metrics: &Metrics, resp: Response) -> Response {
+    fn finish(self, metrics: &Metrics, stats: &Stats, resp: Response) -> Response {
         let route = resp
             .extensions()
             .get::<RouteTag>()
@@ -160,6 +162,11 @@ impl RequestCtx {
         let elapsed = self.started.elapsed();
         let method = method_label(&self.method);
         metrics.observe_http(route, method, status, elapsed.as_secs_f64());
+        let len = resp
+            .headers()
+            .get(warp::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        stats.observe(route, status, len);
         // Route template, not the path: paths can carry path-form tokens.
         tracing::info!(
             route,

@@ -43,4 +43,6 @@ pub struct AppState {
     pub tracks: crate::tracks::TrackService,
     /// The last `/readyz` check (`server.readyz_check_secs`).
     pub ready: Arc<crate::http::ops::ReadyCache>,
+    /// Per-minute samples for the dashboard's plots.
+    pub stats: Arc<crate::metrics::stats::Stats>,
 }

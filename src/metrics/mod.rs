@@ -1,6 +1,8 @@
 //! Prometheus metrics: one `Registry` per app (never the global one), so two apps in one
 //! process (tests) never collide. Every label is a bounded set; never a raw path or an id.
 
+pub mod stats;
+
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,

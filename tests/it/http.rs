@@ -445,21 +445,3 @@ async fn beacon_cors_allows_only_configured_origins() {
     assert_envelope(refused, 403, "forbidden").await;
     app.stop().await;
 }
-
-#[tokio::test]
-async fn the_landing_page_is_served_from_the_binary() {
-    let app = spawn_app().await;
-    let resp = app.get("/", None).await;
-    assert_eq!(resp.status(), 200);
-    assert!(
-        resp.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
-    assert!(resp.text().await.unwrap().contains("/healthz"));
-    let js = app.get("/assets/veza.js", None).await;
-    assert_eq!(js.status(), 200);
-    assert_envelope(app.get("/assets/nope.js", None).await, 404, "not_found").await;
-    app.stop().await;
-}

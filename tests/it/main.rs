@@ -1,6 +1,7 @@
 //! Integration tests: one binary (one link step), one module per area.
 mod accounts;
 mod cli;
+mod dashboard;
 mod deps;
 mod docs;
 mod helpers;

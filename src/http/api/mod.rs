@@ -7,6 +7,7 @@ use warp::reply::Response;
 use crate::http::state::AppState;
 
 pub(crate) mod auth;
+pub(crate) mod dashboard;
 pub(crate) mod jobs;
 pub mod openapi;
 pub(crate) mod stream;
@@ -32,6 +33,8 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
         .or(takedown::routes(s))
         .unify()
         .or(web_vitals::routes(s))
+        .unify()
+        .or(dashboard::routes(s))
         .unify()
         .or(openapi::routes())
         .unify()

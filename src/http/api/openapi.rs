@@ -50,6 +50,7 @@ impl Modify for Security {
         super::stream::stream,
         super::takedown::takedown, super::takedown::restore, super::takedown::audit,
         super::web_vitals::record,
+        super::dashboard::stats, super::dashboard::settings, super::dashboard::oembed,
         openapi_json,
     ),
     components(schemas(ErrorEnvelope, ErrorBody, crate::accounts::User, crate::accounts::TokenInfo)),
@@ -61,7 +62,7 @@ impl Modify for Security {
         (name = "tracks", description = "The library"),
         (name = "jobs", description = "Background jobs: HLS packaging, CDN purges"),
         (name = "observability", description = "Real-user monitoring"),
-        (name = "meta", description = "This document"),
+        (name = "meta", description = "This document, the dashboard's overview and settings"),
     )
 )]
 struct ApiDoc;
