@@ -46,21 +46,7 @@ impl TestApp {
         file: &Path,
         fields: &[(&str, &str)],
     ) -> reqwest::Response {
-        let mut form = reqwest::multipart::Form::new().part(
-            "file",
-            reqwest::multipart::Part::bytes(std::fs::read(file).unwrap())
-                .file_name(file.file_name().unwrap().to_string_lossy().into_owned()),
-        );
-        for (k, v) in fields {
-            form = form.text(k.to_string(), v.to_string());
-        }
-        self.client
-            .post(self.url("/api/v1/tracks"))
-            .bearer_auth(token)
-            .multipart(form)
-            .send()
-            .await
-            .unwrap()
+        upload_to(&self.client, &self.url(""), token, file, fields).await
     }
 
     /// Uploads `file` as the token's user; asserts 201 and returns the track.
@@ -155,6 +141,31 @@ impl TestApp {
             task.await.unwrap();
         }
     }
+}
+
+/// `POST {base}/api/v1/tracks` with `file` and extra form fields, as the token's user.
+pub async fn upload_to(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    file: &Path,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(std::fs::read(file).unwrap())
+            .file_name(file.file_name().unwrap().to_string_lossy().into_owned()),
+    );
+    for (k, v) in fields {
+        form = form.text(k.to_string(), v.to_string());
+    }
+    client
+        .post(format!("{base}/api/v1/tracks"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
 }
 
 /// Starts the app with defaults (temp data dir, 127.0.0.1:0).
@@ -333,21 +344,9 @@ pub fn serve_binary(home: &Path, args: &[&str]) -> (std::process::Child, String)
 
 /// Runs `promtool check metrics` on a scrape; panics with promtool's words if it objects.
 pub fn promtool_check_metrics(text: &str) {
-    use std::io::Write;
-    let mut child = Command::new(require_tool("promtool"))
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut cmd = Command::new(require_tool("promtool"));
+    cmd.args(["check", "metrics"]);
+    let out = piped(cmd, text);
     assert!(
         out.status.success(),
         "promtool check metrics failed:\n{}{}",
@@ -358,19 +357,25 @@ pub fn promtool_check_metrics(text: &str) {
 
 /// Runs the real binary in `home` with `args`, writing `stdin` to it; its output.
 pub fn run_with_stdin(home: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut cmd = veza(home);
+    cmd.args(args);
+    piped(cmd, stdin)
+}
+
+/// Runs `cmd` with `input` on its stdin; its output.
+pub fn piped(mut cmd: Command, input: &str) -> Output {
     use std::io::Write;
-    let mut child = veza(home)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     child
         .stdin
         .take()
         .unwrap()
-        .write_all(stdin.as_bytes())
+        .write_all(input.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
 }

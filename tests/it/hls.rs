@@ -493,17 +493,8 @@ fn kill_9_during_packaging_then_restart_completes_the_job_once() {
 
     let (mut child, addr) = serve_binary(home.path(), &["--config", "veza.toml", "serve"]);
     let id = rt.block_on(async {
-        let form = reqwest::multipart::Form::new().part(
-            "file",
-            reqwest::multipart::Part::bytes(std::fs::read(&file).unwrap()).file_name("long.mp3"),
-        );
-        let r = client
-            .post(format!("http://{addr}/api/v1/tracks"))
-            .bearer_auth(&token)
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
+        let r =
+            crate::helpers::upload_to(&client, &format!("http://{addr}"), &token, &file, &[]).await;
         assert_eq!(r.status(), 201);
         r.json::<Value>().await.unwrap()["id"]
             .as_str()

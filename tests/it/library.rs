@@ -575,17 +575,7 @@ fn kill_9_in_the_middle_of_an_upload_leaves_no_object_and_no_row() {
         assert_eq!(page["tracks"].as_array().unwrap().len(), 0, "no row");
         // The restarted server takes uploads again.
         let f = fx.tone("after.opus", 1, 600);
-        let form = reqwest::multipart::Form::new().part(
-            "file",
-            reqwest::multipart::Part::bytes(std::fs::read(&f).unwrap()).file_name("after.opus"),
-        );
-        let r = c
-            .post(format!("http://{addr}/api/v1/tracks"))
-            .bearer_auth(&token)
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
+        let r = crate::helpers::upload_to(&c, &format!("http://{addr}"), &token, &f, &[]).await;
         assert_eq!(r.status(), 201);
     });
     child.kill().unwrap();
