@@ -12,8 +12,8 @@ use super::filters::with_state;
 use super::route;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::library::{Track, TrackId, store};
-use crate::tracks::access::{Purpose, Verdict, Viewer, may_view};
+use crate::library::{Track, TrackId};
+use crate::tracks::access::Viewer;
 
 #[derive(RustEmbed)]
 #[folder = "target/dashboard/"]
@@ -88,21 +88,18 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
-/// Whether `/embed/{id}` and oEmbed may show a track: when anyone may play it.
-pub(crate) fn embeddable(t: &Track) -> bool {
-    may_view(Viewer::Anonymous, t.visibility, t.status, Purpose::Play) == Verdict::Allowed
+/// The track `/embed/{id}` and oEmbed may show: one anyone may see by id. Private and
+/// taken-down tracks look the same as missing ones to the public (404).
+pub(crate) async fn embeddable(s: &AppState, id: TrackId) -> Result<Track, Rejection> {
+    Ok(s.tracks
+        .get(Viewer::Anonymous, id)
+        .await
+        .map_err(ApiError::from)?)
 }
 
 async fn embed(id: TrackId, s: AppState, csp: &Csp) -> Result<Response, Rejection> {
-    let t =
-        s.db.call(move |c| store::get(c, &id))
-            .await
-            .map_err(ApiError::from)?;
-    match t {
-        Some(t) if embeddable(&t) => Ok(page("embed.html", &csp.embed)),
-        // Private and taken-down tracks look the same as missing ones to the public.
-        _ => Err(warp::reject::custom(ApiError::NotFound)),
-    }
+    embeddable(&s, id).await?;
+    Ok(page("embed.html", &csp.embed))
 }
 
 /// The two policies, built once from the config.

@@ -21,7 +21,7 @@ use crate::http::filters::with_state;
 use crate::http::route;
 use crate::http::state::AppState;
 use crate::jobs::HlsAvailability;
-use crate::library::{TrackId, store};
+use crate::library::TrackId;
 use crate::metrics::stats::{RouteVitals, STEP_SECS, Sample, per_route};
 use crate::metrics::{BLOB_AREAS, TRACK_STATUSES};
 
@@ -298,12 +298,7 @@ async fn oembed(s: AppState, raw: String) -> Result<Response, Rejection> {
     }
     let public = &s.config.server.public_url;
     let id = track_in(&p.url, public).ok_or_else(|| warp::reject::custom(ApiError::NotFound))?;
-    let t =
-        s.db.call(move |c| store::get(c, &id))
-            .await
-            .map_err(ApiError::from)?
-            .filter(embeddable)
-            .ok_or_else(|| warp::reject::custom(ApiError::NotFound))?;
+    let t = embeddable(&s, id).await?;
     let base = public.as_str().trim_end_matches('/');
     let width = p.maxwidth.unwrap_or(480).clamp(200, 1200);
     let height = p.maxheight.unwrap_or(120).clamp(80, 120);
