@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod app;
+pub mod backup;
 pub mod cache;
 pub mod cli;
 pub mod clock;
@@ -20,6 +21,7 @@ pub mod ratelimit;
 pub mod rum;
 pub mod signing;
 pub mod storage;
+pub mod systemd;
 pub mod telemetry;
 pub mod tracks;
 pub mod version;

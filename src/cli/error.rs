@@ -42,6 +42,9 @@ pub enum CliError {
     /// The data dir or database a command needs does not exist (exit 66, EX_NOINPUT).
     #[error("{0}")]
     NoDatabase(String),
+    /// `veza backup`, `restore` or `check` failed (its own sysexits code).
+    #[error("{0}")]
+    Backup(#[from] crate::backup::BackupError),
 }
 
 impl From<crate::jobs::JobError> for CliError {
@@ -78,6 +81,7 @@ impl CliError {
             CliError::SignInput(_) | CliError::Input(_) => 2,
             CliError::NoDatabase(_) => 66,
             CliError::Start(e) => e.exit_code(),
+            CliError::Backup(e) => e.exit_code(),
             CliError::Db(_)
             | CliError::Io(_)
             | CliError::Accounts(_)

@@ -11,6 +11,7 @@ use crate::db::Db;
 use crate::{telemetry, version};
 
 mod admin;
+mod assets;
 mod error;
 mod import;
 mod jobs;
@@ -69,6 +70,19 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Archive the database (a consistent snapshot, safe while serving), the config and the
+    /// local blobs into OUT.tar.
+    Backup(crate::backup::command::BackupArgs),
+    /// Restore an archive from `veza backup` into an empty data dir.
+    Restore(crate::backup::command::RestoreArgs),
+    /// Check the database and every referenced blob (size, SHA-256); find orphans.
+    Check(crate::backup::command::CheckArgs),
+    /// Write the man page and shell completions into DIR (packaging).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// Output folder.
+        dir: PathBuf,
+    },
 }
 
 /// `veza config …`
@@ -106,6 +120,14 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             visibility,
             dry_run,
         } => import::import(&cfg, &dir, &visibility, dry_run),
+        Command::Backup(args) => {
+            telemetry::init(&cfg.log, std::io::stderr);
+            let toml = crate::backup::command::config_toml(&cfg, &fig, args.with_secrets)?;
+            Ok(crate::backup::command::backup(&cfg, toml, &args)?)
+        }
+        Command::Restore(args) => Ok(crate::backup::command::restore(&args)?),
+        Command::Check(args) => Ok(crate::backup::command::check(&cfg, &open_db(&cfg)?, &args)?),
+        Command::GenerateAssets { dir } => Ok(assets::generate(&dir)?),
     }
 }
 

@@ -34,7 +34,16 @@ pub(super) fn serve(cfg: config::Config) -> Result<(), CliError> {
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "could not issue the setup link"),
         }
-        app.run_until(shutdown_signal()).await;
+        crate::systemd::ready();
+        let watchdog = crate::systemd::start_watchdog(app.state().db.clone());
+        app.run_until(async {
+            shutdown_signal().await;
+            crate::systemd::stopping();
+        })
+        .await;
+        if let Some(w) = watchdog {
+            w.abort();
+        }
         Ok(())
     })
 }

@@ -66,6 +66,12 @@ pub fn from_figment(fig: &Figment) -> Result<Config, ConfigError> {
 
 /// The effective configuration as TOML with every set secret shown as `"****"` (unset: `""`).
 pub fn masked_toml(cfg: &Config, fig: &Figment) -> Result<String, ConfigError> {
+    effective_toml(cfg, fig, true)
+}
+
+/// The effective configuration as TOML; secrets as `"****"` when `mask` (`veza backup
+/// --with-secrets` keeps them).
+pub fn effective_toml(cfg: &Config, fig: &Figment, mask: bool) -> Result<String, ConfigError> {
     let mut raw: RawConfig = fig.extract().map_err(|e| figment_error(fig, e))?;
     raw.storage.local.root = cfg.storage.local_root.display().to_string();
     for s in [
@@ -78,7 +84,7 @@ pub fn masked_toml(cfg: &Config, fig: &Figment) -> Result<String, ConfigError> {
         &mut raw.cdn.local.previous_key,
     ] {
         // `""` says "unset" apart from `"****"` (set): both matter when debugging a CDN.
-        if !s.is_empty() {
+        if mask && !s.is_empty() {
             *s = "****".into();
         }
     }

@@ -15,7 +15,9 @@ mod model;
 mod raw;
 mod validate;
 
-pub use load::{FileLayer, figment, from_figment, from_toml_str, load, masked_toml};
+pub use load::{
+    FileLayer, effective_toml, figment, from_figment, from_toml_str, load, masked_toml,
+};
 pub use model::*;
 pub use raw::RawConfig;
 

@@ -287,6 +287,21 @@ pub fn backlog(c: &Connection) -> Result<(i64, i64), JobError> {
     )?)
 }
 
+/// Tracks with a job of `kind` still to run (queued, running or failed-and-retrying).
+pub fn pending_track_ids(
+    c: &Connection,
+    kind: JobKind,
+) -> Result<std::collections::BTreeSet<String>, JobError> {
+    let mut s = c.prepare(
+        "SELECT DISTINCT track_id FROM jobs WHERE kind = ?1 AND track_id IS NOT NULL
+           AND state IN ('queued', 'running', 'failed')",
+    )?;
+    let ids = s
+        .query_map([kind.as_str()], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(ids)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::storage::BlobKey;
 
+pub mod blobs;
 pub mod import;
 pub mod ingest;
 pub mod lifecycle;

@@ -311,6 +311,7 @@ impl LocalStore {
                 key: key.clone(),
                 size: m.len(),
                 etag: Some(etag(key, &m)),
+                modified: m.modified().ok(),
             })),
             Ok(_) => Ok(None),
             Err(e) if is_missing(&e) => Ok(None),
@@ -511,6 +512,7 @@ fn walk(dir: &Path, rel: &str, prefix: &str, out: &mut Vec<ObjectMeta>) -> Resul
             out.push(ObjectMeta {
                 size: meta.len(),
                 etag: Some(etag(&key, &meta)),
+                modified: meta.modified().ok(),
                 key,
             });
         }

@@ -70,6 +70,8 @@ pub struct ObjectMeta {
     pub size: u64,
     /// A strong validator, quoted as in HTTP (`"…"`), when the backend has one.
     pub etag: Option<String>,
+    /// Last write, when the backend reports it (`veza check --repair` spares young orphans).
+    pub modified: Option<std::time::SystemTime>,
 }
 
 /// The result of a completed put.

@@ -332,6 +332,7 @@ impl S3Store {
                 key: key.clone(),
                 size: m.size,
                 etag: m.e_tag.map(quoted),
+                modified: Some(m.last_modified.into()),
             })),
             Err(e) => match s3_error("head", e) {
                 StoreError::NotFound(_) => Ok(None),
@@ -374,6 +375,7 @@ impl S3Store {
                 key,
                 size: m.size,
                 etag: m.e_tag.map(quoted),
+                modified: Some(m.last_modified.into()),
             });
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));

