@@ -33,13 +33,17 @@ fn config_for(dir: &Path, data_dir: &Path) -> PathBuf {
 }
 
 /// `GET url` with a bearer token, as JSON.
-async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> Value {
+pub(crate) async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> Value {
     let r = client.get(url).bearer_auth(token).send().await.unwrap();
     r.json().await.unwrap()
 }
 
 /// Every track of the library as id → [sha256, size, has_hls], through the API.
-async fn library(client: &reqwest::Client, base: &str, token: &str) -> BTreeMap<String, Value> {
+pub(crate) async fn library(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+) -> BTreeMap<String, Value> {
     let page = get_json(client, &format!("{base}/api/v1/tracks?limit=100"), token).await;
     page["tracks"]
         .as_array()
@@ -56,7 +60,7 @@ async fn library(client: &reqwest::Client, base: &str, token: &str) -> BTreeMap<
 }
 
 /// The URL Veza hands out for a track in `format`, pointed at `base`.
-async fn stream_url(
+pub(crate) async fn stream_url(
     client: &reqwest::Client,
     base: &str,
     token: &str,
@@ -77,7 +81,12 @@ async fn stream_url(
 }
 
 /// Fetches a track's original through the URL Veza hands out; its SHA-256.
-async fn play_original(client: &reqwest::Client, base: &str, token: &str, id: &str) -> String {
+pub(crate) async fn play_original(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    id: &str,
+) -> String {
     let url = stream_url(client, base, token, id, "original").await;
     let r = client.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 200, "{url}");

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::backup::{get_json, play_original};
 use crate::helpers::{cli_admin_token, require_tool, serve_binary, stderr, veza};
+use crate::hls::upload_to;
 use crate::storage::{ACCESS_KEY, SECRET_KEY, start_s3s};
 
 const BUCKET: &str = "media";
@@ -51,15 +53,8 @@ fn litestream_cmd(bin: &Path, home: &Path) -> Command {
 }
 
 async fn tracks(base: &str, token: &str) -> Vec<Value> {
-    let page: Value = reqwest::Client::new()
-        .get(format!("{base}/api/v1/tracks?limit=100"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = format!("{base}/api/v1/tracks?limit=100");
+    let page = get_json(&reqwest::Client::new(), &url, token).await;
     let mut list = page["tracks"].as_array().unwrap().clone();
     list.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
     list
@@ -93,19 +88,7 @@ async fn litestream_restores_a_killed_instance_that_serves_the_same_library_from
     let client = reqwest::Client::new();
     for (i, kbps) in [96, 128, 160].into_iter().enumerate() {
         let file = crate::hls::tone(fx.path(), &format!("t{i}.mp3"), 3, kbps);
-        let form = reqwest::multipart::Form::new().part(
-            "file",
-            reqwest::multipart::Part::bytes(std::fs::read(&file).unwrap())
-                .file_name(format!("t{i}.mp3")),
-        );
-        let r = client
-            .post(format!("{base}/api/v1/tracks"))
-            .bearer_auth(&token)
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
+        upload_to(&client, &base, &token, &file).await;
     }
     let before = tracks(&base, &token).await;
     assert_eq!(before.len(), 3);
@@ -170,25 +153,8 @@ async fn litestream_restores_a_killed_instance_that_serves_the_same_library_from
     assert_eq!(after, before, "the restored library differs");
     // Play one: the original comes from the bucket through the new instance.
     let id = before[0]["id"].as_str().unwrap();
-    let s: Value = client
-        .get(format!("{base2}/api/v1/tracks/{id}/stream?format=original"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let url = s["url"]
-        .as_str()
-        .unwrap()
-        .replacen("http://127.0.0.1:8080", &base2, 1);
-    let body = client.get(&url).send().await.unwrap();
-    assert_eq!(body.status(), 200, "{url}");
-    assert_eq!(
-        body.bytes().await.unwrap().len() as u64,
-        before[0]["size_bytes"].as_u64().unwrap()
-    );
+    let sha = play_original(&client, &base2, &token, id).await;
+    assert_eq!(Some(sha.as_str()), before[0]["sha256"].as_str());
     restored.kill().unwrap();
     restored.wait().unwrap();
 }
