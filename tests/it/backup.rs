@@ -14,9 +14,8 @@ use sha2::{Digest, Sha256};
 use veza::accounts::Role;
 
 use crate::helpers::{
-    TestApp, serve_binary, spawn_app_with, stderr, stdout, user_with_token, veza,
+    TestApp, serve_binary, spawn_app_with, stderr, stdout, tone, user_with_token, veza,
 };
-use crate::hls::{tone, upload, wait_status};
 
 /// A config file naming `data_dir`, for the binary.
 fn config_for(dir: &Path, data_dir: &Path) -> PathBuf {
@@ -119,16 +118,13 @@ async fn a_backup_under_upload_and_stream_load_restores_into_a_copy_that_serves_
     let (_, ed) = user_with_token(&app, "ed", Role::Editor).await;
     let mut ids = Vec::new();
     for (i, kbps) in [128, 96].into_iter().enumerate() {
-        let t = upload(
-            &app,
-            &ed,
-            &tone(fx.path(), &format!("base{i}.mp3"), 8, kbps),
-        )
-        .await;
+        let t = app
+            .upload(&ed, &tone(fx.path(), &format!("base{i}.mp3"), 8, kbps))
+            .await;
         ids.push(t["id"].as_str().unwrap().to_owned());
     }
     for id in &ids {
-        wait_status(&app, &ed, id, "ready", 120).await;
+        app.wait_status(&ed, id, "ready", 120).await;
     }
     let files: Vec<PathBuf> = (0..6)
         .map(|i| tone(fx.path(), &format!("load{i}.mp3"), 3, 64 + 8 * i))
@@ -147,7 +143,7 @@ async fn a_backup_under_upload_and_stream_load_restores_into_a_copy_that_serves_
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                upload(&app, &ed, f).await;
+                app.upload(&ed, f).await;
                 n += 1;
             }
             n
@@ -263,7 +259,7 @@ async fn a_backup_under_upload_and_stream_load_restores_into_a_copy_that_serves_
         let sha = play_original(&client, &base, &ed, id).await;
         assert_eq!(Some(sha.as_str()), copy[id][0].as_str(), "{id} plays");
         let master = stream_url(&client, &base, &ed, id, "hls").await;
-        let fetched = crate::media::play(&client, &master, id).await;
+        let fetched = crate::helpers::play(&client, &master, id).await;
         assert!(fetched.len() >= 3, "{fetched:?}");
     }
     child.kill().unwrap();
@@ -297,8 +293,8 @@ async fn check_finds_an_orphan_a_missing_and_a_corrupt_blob_and_repair_removes_o
 
     let app: TestApp = spawn_app_with(|c| c.hls.enabled = false).await;
     let (_, ed) = user_with_token(&app, "ed", Role::Editor).await;
-    let a = upload(&app, &ed, &tone(fx.path(), "a.mp3", 3, 96)).await;
-    let b = upload(&app, &ed, &tone(fx.path(), "b.mp3", 3, 128)).await;
+    let a = app.upload(&ed, &tone(fx.path(), "a.mp3", 3, 96)).await;
+    let b = app.upload(&ed, &tone(fx.path(), "b.mp3", 3, 128)).await;
     let cfg = config_for(fx.path(), &app.data_dir);
     let cfg = cfg.to_str().unwrap();
     let check = |extra: &[&str]| {

@@ -594,6 +594,83 @@ pub fn start_s3s(root: &Path) -> S3sFs {
     server
 }
 
+/// Starts `weed server -s3` (master, volume, filer, S3 gateway) on free loopback ports with
+/// its data under `root` and one S3 identity, and creates `bucket`; killed on drop.
+pub fn start_weed(root: &Path, bucket: &str) -> S3sFs {
+    let bin = require_tool("weed");
+    std::fs::create_dir_all(root.join("data")).unwrap();
+    let identities = root.join("s3.json");
+    std::fs::write(
+        &identities,
+        format!(
+            r#"{{"identities":[{{"name":"veza","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+        ),
+    )
+    .unwrap();
+    // Each service also listens on its port + 10000 (gRPC): pick ports with that one free too.
+    let port = || loop {
+        let p = free_port();
+        if p < 55000 && TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
+            return p;
+        }
+    };
+    let (master, volume, filer, s3) = (port(), port(), port(), port());
+    let log = std::fs::File::create(root.join("weed.log")).unwrap();
+    let child = Command::new(bin)
+        .args([
+            "server",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-volume.max=8",
+        ])
+        .arg(format!("-dir={}", root.join("data").display()))
+        .arg(format!("-master.port={master}"))
+        .arg(format!("-volume.port={volume}"))
+        .args(["-filer", &format!("-filer.port={filer}")])
+        .args(["-s3", &format!("-s3.port={s3}")])
+        .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+        .arg(format!("-s3.config={}", identities.display()))
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("starting weed");
+    let mut weed = S3sFs {
+        child,
+        endpoint: format!("http://127.0.0.1:{s3}"),
+    };
+    // Ready when the bucket can be created (the gateway answers and has found the filer).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = weed.child.try_wait() {
+            panic!(
+                "weed exited with {status}: {}",
+                std::fs::read_to_string(root.join("weed.log")).unwrap_or_default()
+            );
+        }
+        if weed_s3(&weed.endpoint, bucket, &["-X", "PUT"], "").is_some() {
+            return weed;
+        }
+        assert!(Instant::now() < deadline, "SeaweedFS S3 never became ready");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// A SigV4-signed request to `{endpoint}/{bucket}{query}` with curl; the body on 2xx.
+pub fn weed_s3(endpoint: &str, bucket: &str, args: &[&str], query: &str) -> Option<String> {
+    let out = Command::new(require_tool("curl"))
+        .args(["-sf", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user"])
+        .arg(format!("{ACCESS_KEY}:{SECRET_KEY}"))
+        .args(args)
+        .arg(format!("{endpoint}/{bucket}{query}"))
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 pub fn hex_sha(b: &[u8]) -> String {
     Sha256::digest(b)
         .iter()

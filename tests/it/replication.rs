@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::backup::{get_json, play_original};
-use crate::helpers::{cli_admin_token, require_tool, serve_binary, stderr, veza};
-use crate::hls::upload_to;
-use crate::storage::{ACCESS_KEY, SECRET_KEY, start_s3s};
+use crate::helpers::{
+    ACCESS_KEY, SECRET_KEY, cli_admin_token, require_tool, serve_binary, start_s3s, stderr, tone,
+    upload_to, veza,
+};
 
 const BUCKET: &str = "media";
 
@@ -87,8 +88,9 @@ async fn litestream_restores_a_killed_instance_that_serves_the_same_library_from
     let fx = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
     for (i, kbps) in [96, 128, 160].into_iter().enumerate() {
-        let file = crate::hls::tone(fx.path(), &format!("t{i}.mp3"), 3, kbps);
-        upload_to(&client, &base, &token, &file).await;
+        let file = tone(fx.path(), &format!("t{i}.mp3"), 3, kbps);
+        let r = upload_to(&client, &base, &token, &file, &[]).await;
+        assert_eq!(r.status(), 201);
     }
     let before = tracks(&base, &token).await;
     assert_eq!(before.len(), 3);

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use veza::config::{Secret, StorageBackend, StorageConfig};
 use veza::storage::{BlobKey, BlobStore, ByteRange, ByteStream, StoreError};
 
-use crate::helpers::{ACCESS_KEY, S3sFs, SECRET_KEY, free_port, start_s3s};
+use crate::helpers::{ACCESS_KEY, S3sFs, SECRET_KEY, free_port, start_s3s, start_weed, weed_s3};
 
 const MIB: usize = 1024 * 1024;
 const BUCKET: &str = "media";
@@ -92,7 +92,7 @@ impl Fixture {
             }
             Backend::Seaweed => {
                 let root = tmp.path().join("weed");
-                let weed = start_weed(&root);
+                let weed = start_weed(&root, BUCKET);
                 let cfg = storage_config(StorageBackend::S3, &root, &weed.endpoint, BUCKET);
                 let store = BlobStore::open(&cfg).await.unwrap();
                 Fixture {
@@ -263,89 +263,13 @@ mod stale_temp {
     }
 }
 
-/// Starts `weed server -s3` (master, volume, filer, S3 gateway) on free loopback ports with
-/// its data under `root` and one S3 identity, and creates [`BUCKET`]; killed on drop.
-pub(crate) fn start_weed(root: &Path) -> S3sFs {
-    let bin = require_tool("weed");
-    std::fs::create_dir_all(root.join("data")).unwrap();
-    let identities = root.join("s3.json");
-    std::fs::write(
-        &identities,
-        format!(
-            r#"{{"identities":[{{"name":"veza","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
-        ),
-    )
-    .unwrap();
-    // Each service also listens on its port + 10000 (gRPC): pick ports with that one free too.
-    let port = || loop {
-        let p = free_port();
-        if p < 55000 && TcpListener::bind(("127.0.0.1", p + 10000)).is_ok() {
-            return p;
-        }
-    };
-    let (master, volume, filer, s3) = (port(), port(), port(), port());
-    let log = std::fs::File::create(root.join("weed.log")).unwrap();
-    let child = Command::new(bin)
-        .args([
-            "server",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
-            "-volume.max=8",
-        ])
-        .arg(format!("-dir={}", root.join("data").display()))
-        .arg(format!("-master.port={master}"))
-        .arg(format!("-volume.port={volume}"))
-        .args(["-filer", &format!("-filer.port={filer}")])
-        .args(["-s3", &format!("-s3.port={s3}")])
-        .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
-        .arg(format!("-s3.config={}", identities.display()))
-        .env_clear()
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("starting weed");
-    let mut weed = S3sFs {
-        child,
-        endpoint: format!("http://127.0.0.1:{s3}"),
-    };
-    // Ready when the bucket can be created (the gateway answers and has found the filer).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(Some(status)) = weed.child.try_wait() {
-            panic!(
-                "weed exited with {status}: {}",
-                std::fs::read_to_string(root.join("weed.log")).unwrap_or_default()
-            );
-        }
-        if weed_s3(&weed.endpoint, &["-X", "PUT"], "").is_some() {
-            return weed;
-        }
-        assert!(Instant::now() < deadline, "SeaweedFS S3 never became ready");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-/// A SigV4-signed request to `{endpoint}/{BUCKET}{query}` with curl; the body on 2xx.
-fn weed_s3(endpoint: &str, args: &[&str], query: &str) -> Option<String> {
-    let out = Command::new(require_tool("curl"))
-        .args(["-sf", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user"])
-        .arg(format!("{ACCESS_KEY}:{SECRET_KEY}"))
-        .args(args)
-        .arg(format!("{endpoint}/{BUCKET}{query}"))
-        .output()
-        .unwrap();
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// Every object in the bucket (temp ones included) as `{BUCKET}/{key}`, and every unfinished
 /// multipart upload as `multipart:{key}`, sorted.
 fn weed_raw_objects(endpoint: &str) -> Vec<String> {
-    let objects = weed_s3(endpoint, &[], "?list-type=2&max-keys=1000").expect("raw listing");
+    let objects =
+        weed_s3(endpoint, BUCKET, &[], "?list-type=2&max-keys=1000").expect("raw listing");
     // `uploads=`: curl signs a bare `uploads` differently from the server.
-    let uploads = weed_s3(endpoint, &[], "?uploads=").expect("multipart listing");
+    let uploads = weed_s3(endpoint, BUCKET, &[], "?uploads=").expect("multipart listing");
     let keys = |xml: &str, within: &str| -> Vec<String> {
         xml.split(&format!("<{within}>"))
             .skip(1)
