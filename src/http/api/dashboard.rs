@@ -190,11 +190,17 @@ fn query<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, Rejection> {
 
 /// `30m`, `6h`, `24h` → seconds (1 minute to 24 hours).
 fn parse_window(w: &str) -> Result<i64, String> {
-    let (n, unit) = w.split_at(w.len().saturating_sub(1));
-    let secs = match (n.parse::<i64>(), unit) {
-        (Ok(n), "m") => n * 60,
-        (Ok(n), "h") => n * 3600,
-        _ => {
+    // Split on the last character, not the last byte: the window is client text.
+    let parsed = if let Some(n) = w.strip_suffix('m') {
+        n.parse::<i64>().ok().map(|n| n.saturating_mul(60))
+    } else if let Some(n) = w.strip_suffix('h') {
+        n.parse::<i64>().ok().map(|n| n.saturating_mul(3600))
+    } else {
+        None
+    };
+    let secs = match parsed {
+        Some(secs) => secs,
+        None => {
             return Err(format!(
                 "window {w:?}: use minutes or hours such as 30m or 24h"
             ));
@@ -336,6 +342,10 @@ mod tests {
         assert!(parse_window("0m").is_err());
         assert!(parse_window("1d").is_err());
         assert!(parse_window("").is_err());
+        // Multi-byte text and overflow are refused, never a panic.
+        assert!(parse_window("\u{85}").is_err());
+        assert!(parse_window("1\u{e9}h").is_err());
+        assert!(parse_window("99999999999999999h").is_err());
     }
 
     #[test]
