@@ -220,10 +220,9 @@ impl JobCtx {
 pub trait Runner: Send + Sync + 'static {
     /// Runs one attempt of `job`.
     fn run<'a>(&'a self, job: &'a Job, ctx: &'a JobCtx) -> BoxFuture<'a, Result<(), JobFailure>>;
-    /// An attempt failed and the job will be retried.
-    fn failed_attempt<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, ()>;
-    /// The job is dead: out of attempts, or its worker vanished on the last one.
-    fn gave_up<'a>(&'a self, job: &'a Job, error: &'a str) -> BoxFuture<'a, ()>;
+    /// An attempt failed: `dead` when the job is out of attempts (or its worker vanished on
+    /// the last one), else it will be retried.
+    fn failed<'a>(&'a self, job: &'a Job, error: &'a str, dead: bool) -> BoxFuture<'a, ()>;
 }
 
 /// What the worker pool needs: no HTTP state, no limiters.
@@ -462,11 +461,11 @@ async fn dispatch(s: &WorkerDeps, job: &Job, ctx: &JobCtx) -> Result<(), JobFail
 }
 
 async fn failed_attempt(s: &WorkerDeps, job: &Job, error: &str) {
-    s.runner.failed_attempt(job, error).await;
+    s.runner.failed(job, error, false).await;
 }
 
 async fn gave_up(s: &WorkerDeps, job: &Job, error: &str) {
-    s.runner.gave_up(job, error).await;
+    s.runner.failed(job, error, true).await;
 }
 
 #[cfg(test)]

@@ -315,26 +315,19 @@ impl Runner for TrackService {
         })
     }
 
-    fn failed_attempt<'a>(
+    fn failed<'a>(
         &'a self,
         job: &'a Job,
         error: &'a str,
+        dead: bool,
     ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
         Box::pin(async move {
-            if job.kind == JobKind::PackageHls {
-                package::failed_attempt(&self.inner, job, error).await;
-            }
-        })
-    }
-
-    fn gave_up<'a>(
-        &'a self,
-        job: &'a Job,
-        error: &'a str,
-    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
-        Box::pin(async move {
-            if job.kind == JobKind::PackageHls {
-                package::gave_up(&self.inner, job, error).await;
+            match (job.kind, dead) {
+                (JobKind::PackageHls, false) => {
+                    package::failed_attempt(&self.inner, job, error).await;
+                }
+                (JobKind::PackageHls, true) => package::gave_up(&self.inner, job, error).await,
+                (JobKind::PurgeCdn, _) => {}
             }
         })
     }
