@@ -4,8 +4,6 @@
 pub mod gauges;
 
 /// Set by `veza serve` for the dashboard's Settings page.
-pub(crate) use crate::http::api::dashboard::EFFECTIVE_CONFIG;
-
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -184,6 +182,7 @@ impl App {
             stream_limit,
             caches,
             ready: Arc::default(),
+            settings: Arc::default(),
             stats: Arc::new(crate::metrics::stats::Stats::new(crate::clock::now())),
         };
         Ok(App {
@@ -195,6 +194,12 @@ impl App {
     }
 
     /// The bound address (the real port when the config asked for port 0).
+    /// The masked TOML the dashboard's Settings page shows; the caller has the figment layers
+    /// the configuration came from, `App` only the result.
+    pub fn set_effective_config(&self, masked: String) {
+        let _ = self.state.settings.set(masked);
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }

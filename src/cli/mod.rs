@@ -103,8 +103,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             // The dashboard's Settings page shows what `config check` prints.
-            let _ = crate::app::EFFECTIVE_CONFIG.set(config::masked_toml(&cfg, &fig)?);
-            serve::serve(cfg)
+            let masked = config::masked_toml(&cfg, &fig)?;
+            serve::serve(cfg, masked)
         }
         Command::Migrate => serve::migrate(&cfg),
         Command::Config(ConfigCommand::Check) => {

@@ -6,7 +6,7 @@ use crate::config;
 use crate::db::Db;
 use crate::{telemetry, version};
 
-pub(super) fn serve(cfg: config::Config) -> Result<(), CliError> {
+pub(super) fn serve(cfg: config::Config, masked: String) -> Result<(), CliError> {
     telemetry::init(&cfg.log, std::io::stderr);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -15,6 +15,7 @@ pub(super) fn serve(cfg: config::Config) -> Result<(), CliError> {
     rt.block_on(async {
         let public = cfg.server.public_url.clone();
         let app = App::build(cfg).await?;
+        app.set_effective_config(masked);
         let applied: Vec<_> = app.migrations().iter().filter(|m| m.now).collect();
         if !applied.is_empty() {
             tracing::info!(count = applied.len(), "applied database migrations");

@@ -58,6 +58,14 @@ pub fn from_toml_str(toml: &str) -> Result<Config, ConfigError> {
     )
 }
 
+/// [`masked_toml`] of a configuration made by [`from_toml_str`] from `toml`.
+pub fn masked_toml_str(cfg: &Config, toml: &str) -> Result<String, ConfigError> {
+    masked_toml(
+        cfg,
+        &Figment::from(Serialized::defaults(RawConfig::default())).merge(Toml::string(toml)),
+    )
+}
+
 /// Extracts and validates; errors name the key and where its value came from.
 pub fn from_figment(fig: &Figment) -> Result<Config, ConfigError> {
     let raw: RawConfig = fig.extract().map_err(|e| figment_error(fig, e))?;

@@ -17,6 +17,7 @@ mod validate;
 
 pub use load::{
     FileLayer, effective_toml, figment, from_figment, from_toml_str, load, masked_toml,
+    masked_toml_str,
 };
 pub use model::*;
 pub use raw::RawConfig;

@@ -39,6 +39,9 @@ pub struct AppState {
     pub stream_limit: Arc<KeyedLimiter<IpAddr>>,
     /// Track metadata, stream-URL and blob-head caches.
     pub caches: Arc<Caches>,
+    /// The effective configuration as masked TOML (what `veza config check` prints), given by
+    /// whoever built the config from its layers (`App::set_effective_config`).
+    pub settings: Arc<std::sync::OnceLock<String>>,
     /// The track service: every track change and access decision.
     pub tracks: crate::tracks::TrackService,
     /// The last `/readyz` check (`server.readyz_check_secs`).

@@ -177,14 +177,17 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let tmp = tempfile::tempdir().unwrap();
     let data_dir = tmp.path().join("data");
-    let mut config = veza::config::from_toml_str(&format!(
+    let toml = format!(
         "data_dir = {:?}\n[server]\nlisten = \"127.0.0.1:0\"\n",
         data_dir.display().to_string()
-    ))
-    .unwrap();
+    );
+    let mut config = veza::config::from_toml_str(&toml).unwrap();
     config.storage.local_root = data_dir.join("blobs");
     tweak(&mut config);
+    // What Settings shows: the base TOML's layers (a tweak changes only the typed config).
+    let masked = veza::config::masked_toml_str(&config, &toml).unwrap();
     let app = veza::App::build(config).await.unwrap();
+    app.set_effective_config(masked);
     let addr = app.local_addr();
     let state = app.state().clone();
     let setup_link = app.issue_setup_link().await.unwrap();

@@ -3,7 +3,6 @@
 //! `GET /api/v1/oembed` for CMSs that embed by URL.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -24,10 +23,6 @@ use crate::jobs::HlsAvailability;
 use crate::library::TrackId;
 use crate::metrics::stats::{RouteVitals, STEP_SECS, Sample, per_route};
 use crate::metrics::{BLOB_AREAS, TRACK_STATUSES};
-
-/// The effective configuration as masked TOML, set once by `veza serve` (which has the
-/// figment layers it came from).
-pub static EFFECTIVE_CONFIG: OnceLock<String> = OnceLock::new();
 
 /// Query string of `GET /api/v1/stats`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -163,6 +158,7 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
         warp::path!("api" / "v1" / "settings")
             .and(warp::get())
             .and(require(s, Role::Admin))
+            .and(with_state(s))
             .and_then(settings),
     );
     let oembed = route(
@@ -263,11 +259,11 @@ async fn stats(_who: Principal, s: AppState, raw: String) -> Result<Response, Re
     security(("session" = []), ("bearer" = [])),
     responses((status = 200, body = SettingsResponse), (status = 401, body = ErrorEnvelope),
               (status = 403, body = ErrorEnvelope),
-              (status = 503, description = "Not started by `veza serve`", body = ErrorEnvelope)))]
-async fn settings(_who: Principal) -> Result<Response, Rejection> {
-    let text = EFFECTIVE_CONFIG.get().cloned().ok_or_else(|| {
+              (status = 503, description = "This process was given no effective configuration to show", body = ErrorEnvelope)))]
+async fn settings(_who: Principal, s: AppState) -> Result<Response, Rejection> {
+    let text = s.settings.get().cloned().ok_or_else(|| {
         warp::reject::custom(ApiError::Unavailable(
-            "the effective configuration is known only to `veza serve`".into(),
+            "this process was given no effective configuration to show".into(),
         ))
     })?;
     Ok(warp::reply::json(&SettingsResponse { text }).into_response())
