@@ -375,6 +375,7 @@ async fn list(who: Option<Principal>, s: AppState, raw: String) -> Result<Respon
             .map(|v| v.parse())
             .transpose()
             .map_err(bad("status"))?,
+        // Set by the track service from the viewer: the listing rule is `may_view`'s.
         public_only: true,
         sort: p
             .sort
