@@ -154,3 +154,48 @@ mod tests {
         assert!(prepare(&d).unwrap().is_empty());
     }
 }
+
+/// Reads a key file holding 32 random bytes as hex, or creates it (mode 0600) when missing.
+/// Safe against a concurrent first start: the file is created exclusively and the loser reads
+/// the winner's key. A file holding fewer than 32 characters is an error, never replaced.
+pub fn load_or_create_key(path: &Path) -> io::Result<String> {
+    match read_key(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        other => return other,
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).map_err(|e| io::Error::other(format!("no OS randomness: {e}")))?;
+    let text = crate::encoding::hex(&raw);
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        o.mode(DB_MODE);
+    }
+    match o.open(path) {
+        Ok(mut f) => {
+            use std::io::Write as _;
+            f.write_all(format!("{text}\n").as_bytes())?;
+            f.sync_all()?;
+            Ok(text)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read_key(path),
+        Err(e) => Err(e),
+    }
+}
+
+fn read_key(path: &Path) -> io::Result<String> {
+    let text = std::fs::read_to_string(path)?;
+    let key = text.trim();
+    if key.len() < 32 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "holds fewer than 32 characters; delete it to generate a new key",
+        ));
+    }
+    Ok(key.to_owned())
+}

@@ -12,6 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub mod app_password;
 pub mod store;
 pub mod throttle;
 
@@ -56,12 +57,18 @@ pub enum AccountsError {
     /// The database task failed.
     #[error(transparent)]
     Task(#[from] crate::db::DbError),
+    /// The app-password key cannot be read, created or used.
+    #[error("app-password key: {0}")]
+    Key(String),
 }
 
-/// A user's role. Admins can do everything; editors manage the library and jobs.
+/// A user's role. Admins can do everything; editors manage the library and jobs; listeners
+/// browse and play what anonymous visitors may, with playlists, stars and plays of their own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Browse and play (through Subsonic apps); no uploads, edits or jobs.
+    Listener,
     /// Library and jobs.
     Editor,
     /// Everything, including users, others' tokens and settings.
@@ -74,6 +81,7 @@ impl Role {
         match self {
             Role::Admin => "admin",
             Role::Editor => "editor",
+            Role::Listener => "listener",
         }
     }
 
@@ -89,7 +97,10 @@ impl FromStr for Role {
         match s {
             "admin" => Ok(Role::Admin),
             "editor" => Ok(Role::Editor),
-            other => Err(format!("role {other:?} is not \"admin\" or \"editor\"")),
+            "listener" => Ok(Role::Listener),
+            other => Err(format!(
+                "role {other:?} is not \"admin\", \"editor\" or \"listener\""
+            )),
         }
     }
 }
@@ -248,11 +259,14 @@ pub struct User {
     pub id: String,
     /// Login name.
     pub username: String,
-    /// `admin` or `editor`.
+    /// `admin`, `editor` or `listener`.
     #[schema(value_type = String, example = "editor")]
     pub role: Role,
     /// Disabled users cannot log in; their sessions and tokens stop working.
     pub disabled: bool,
+    /// Subsonic streams go through Veza instead of redirecting to the CDN (for players that
+    /// do not follow redirects).
+    pub stream_proxy: bool,
     /// Unix seconds.
     pub created_at: i64,
     /// Unix seconds of the last successful login.
@@ -329,6 +343,9 @@ mod tests {
     fn roles_order() {
         assert!(Role::Admin.allows(Role::Editor));
         assert!(!Role::Editor.allows(Role::Admin));
+        assert!(Role::Editor.allows(Role::Listener));
+        assert!(!Role::Listener.allows(Role::Editor));
+        assert_eq!("listener".parse::<Role>().unwrap(), Role::Listener);
         assert_eq!("admin".parse::<Role>().unwrap(), Role::Admin);
         assert!("root".parse::<Role>().is_err());
     }

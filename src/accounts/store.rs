@@ -5,17 +5,18 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
 use super::{AccountsError, Role, TokenInfo, User, Username};
 
-const USER_COLS: &str = "id, username, role, disabled, created_at, last_login_at";
+const USER_COLS: &str = "id, username, role, disabled, created_at, last_login_at, stream_proxy";
 
 fn user_row(r: &Row<'_>) -> rusqlite::Result<User> {
     let role: String = r.get(2)?;
     Ok(User {
         id: r.get(0)?,
         username: r.get(1)?,
-        role: role.parse().unwrap_or(Role::Editor),
+        role: role.parse().unwrap_or(Role::Listener), // least privilege if ever unreadable
         disabled: r.get::<_, i64>(3)? != 0,
         created_at: r.get(4)?,
         last_login_at: r.get(5)?,
+        stream_proxy: r.get::<_, i64>(6)? != 0,
     })
 }
 
@@ -56,7 +57,7 @@ pub fn find_login(c: &Connection, username: &str) -> Result<Option<(User, String
     Ok(c.query_row(
         &format!("SELECT {USER_COLS}, password_hash FROM users WHERE username = ?1"),
         [username],
-        |r| Ok((user_row(r)?, r.get(6)?)),
+        |r| Ok((user_row(r)?, r.get(7)?)),
     )
     .optional()?)
 }
@@ -92,6 +93,8 @@ pub struct UserChange {
     pub disabled: Option<bool>,
     /// New argon2 hash (already computed).
     pub password_hash: Option<String>,
+    /// Proxy Subsonic streams instead of redirecting.
+    pub stream_proxy: Option<bool>,
 }
 
 /// Applies a change, refusing one that leaves no enabled admin. Disabling a user or changing
@@ -109,6 +112,12 @@ pub fn update_user(c: &mut Connection, id: &str, ch: &UserChange) -> Result<User
         tx.execute(
             "UPDATE users SET disabled = ?1 WHERE id = ?2",
             params![i64::from(d), id],
+        )?;
+    }
+    if let Some(p) = ch.stream_proxy {
+        tx.execute(
+            "UPDATE users SET stream_proxy = ?1 WHERE id = ?2",
+            params![i64::from(p), id],
         )?;
     }
     if let Some(h) = &ch.password_hash {

@@ -45,6 +45,9 @@ pub enum StartError {
     /// Metrics registry could not be built.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// The app-password key could not be read or created.
+    #[error(transparent)]
+    Accounts(#[from] AccountsError),
     /// The listen address could not be bound.
     #[error("server.listen {addr}: {source}")]
     Bind {
@@ -159,6 +162,7 @@ impl App {
             config.auth.hash_concurrency,
             config.auth.hash_queue,
         ));
+        let sealer = accounts::app_password::Sealer::load_or_create(&config.data_dir)?;
         let config = Arc::new(config);
         let tracks = crate::tracks::TrackService::new(
             config.clone(),
@@ -177,6 +181,7 @@ impl App {
             rum,
             login,
             hashes,
+            sealer,
             jobs,
             cdn,
             stream_limit,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 mod embedded {
     refinery::embed_migrations!("migrations");
@@ -36,6 +36,9 @@ pub enum DbError {
         /// Highest version embedded in this binary.
         binary: i64,
     },
+    /// After migrating, a row refers to one that does not exist.
+    #[error("after migrating, table {0} has rows whose foreign keys point at nothing")]
+    ForeignKeys(String),
     /// refinery refused: a divergent (edited) or missing migration, or SQL that failed.
     #[error("migration: {0}")]
     Migration(#[from] refinery::Error),
@@ -149,12 +152,23 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<Vec<AppliedMigration>, 
         });
     }
     // Divergent (edited) and missing migrations abort; one transaction for the whole batch
-    // so a failure leaves the schema where it was.
+    // so a failure leaves the schema where it was. Foreign keys are off while it runs, as
+    // SQLite's procedure for rebuilding a table asks (a DROP would otherwise cascade), and
+    // checked before they are back on.
+    conn.pragma_update(None, "foreign_keys", false)?;
     let report = embedded::migrations::runner()
         .set_abort_divergent(true)
         .set_abort_missing(true)
         .set_grouped(true)
-        .run(conn)?;
+        .run(conn);
+    let dangling: Option<String> = conn
+        .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+        .optional()?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    let report = report?;
+    if let Some(table) = dangling {
+        return Err(DbError::ForeignKeys(table));
+    }
     let now: Vec<i64> = report
         .applied_migrations()
         .iter()

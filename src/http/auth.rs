@@ -43,10 +43,11 @@ pub struct Principal {
 
 /// The caller, or `None` for anonymous. A bearer token that is present but invalid, revoked or
 /// expired is a 401, never a silent downgrade to anonymous.
-/// The track-access viewer a caller is: a member when signed in, else anonymous.
+/// The track-access viewer a caller is: a member when an editor or admin, a listener, or
+/// anonymous.
 pub(crate) fn viewer_of(who: &Option<Principal>) -> crate::tracks::Viewer {
     match who {
-        Some(_) => crate::tracks::Viewer::Member,
+        Some(p) => crate::tracks::Viewer::of_role(p.user.role),
         None => crate::tracks::Viewer::Anonymous,
     }
 }
@@ -160,6 +161,7 @@ mod tests {
                 disabled: false,
                 created_at: 0,
                 last_login_at: None,
+                stream_proxy: false,
             },
             via,
         })

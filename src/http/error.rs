@@ -280,7 +280,7 @@ impl From<crate::accounts::AccountsError> for ApiError {
                 code: "already_set_up",
                 message: e.to_string(),
             },
-            e @ (A::Db(_) | A::Hash(_) | A::Task(_)) => {
+            e @ (A::Db(_) | A::Hash(_) | A::Task(_) | A::Key(_)) => {
                 tracing::error!(error = %e, "accounts error");
                 ApiError::Internal
             }

@@ -29,6 +29,8 @@ pub struct AppState {
     pub rum: Arc<RumGuard>,
     /// Login throttles.
     pub login: Arc<LoginGuard>,
+    /// Seals and opens Subsonic app passwords (key in the data dir).
+    pub sealer: crate::accounts::app_password::Sealer,
     /// Bounded argon2 work (login, setup, password changes).
     pub hashes: Arc<crate::accounts::HashPool>,
     /// The job queue: wakes workers, knows whether HLS can run.

@@ -239,6 +239,18 @@ pub struct Track {
     pub album: String,
     /// Position on the album.
     pub track_number: Option<u32>,
+    /// Album artist from the tags ("" when untagged: the album is filed under `artist`).
+    pub album_artist: String,
+    /// Genre from the tags ("" when unknown).
+    pub genre: String,
+    /// Year from the tags.
+    pub year: Option<u32>,
+    /// Disc number from the tags.
+    pub disc_number: Option<u32>,
+    /// Plays scrobbled by players, all users together.
+    pub play_count: i64,
+    /// Unix seconds of the last scrobbled play.
+    pub last_played_at: Option<i64>,
     /// Duration in milliseconds.
     pub duration_ms: Option<i64>,
     /// `mp3`, `flac`, `opus`, `vorbis`, `aac`, `alac`, `pcm`, …

@@ -39,6 +39,14 @@ pub struct Probed {
     pub album: Option<String>,
     /// Tag track number.
     pub track_number: Option<u32>,
+    /// Tag album artist.
+    pub album_artist: Option<String>,
+    /// Tag genre.
+    pub genre: Option<String>,
+    /// Tag year (of the recording date).
+    pub year: Option<u32>,
+    /// Tag disc number.
+    pub disc_number: Option<u32>,
     /// Duration.
     pub duration_ms: Option<u64>,
     /// Short codec name.
@@ -135,6 +143,10 @@ fn probe_lofty(path: &Path) -> Result<Probed, String> {
         artist: tag.and_then(|t| clean(t.artist())),
         album: tag.and_then(|t| clean(t.album())),
         track_number: tag.and_then(|t| t.track()),
+        album_artist: tag.and_then(|t| clean(t.get_string(ItemKey::AlbumArtist).map(std::borrow::Cow::Borrowed))),
+        genre: tag.and_then(|t| clean(t.genre())),
+        year: tag.and_then(|t| t.date()).map(|d| u32::from(d.year)),
+        disc_number: tag.and_then(|t| t.disk()),
         duration_ms: Some(props.duration().as_millis() as u64).filter(|d| *d > 0),
         codec: codec.into(),
         bitrate_kbps: props.audio_bitrate().or(props.overall_bitrate()),
@@ -320,6 +332,10 @@ async fn probe_ffprobe(
         artist: tag("artist"),
         album: tag("album"),
         track_number: tag("track").and_then(|t| t.split('/').next()?.parse().ok()),
+        album_artist: tag("album_artist"),
+        genre: tag("genre"),
+        year: tag("date").and_then(|d| d.get(..4)?.parse().ok()),
+        disc_number: tag("disc").and_then(|t| t.split('/').next()?.parse().ok()),
         duration_ms: num(&v["format"]["duration"]).map(|d| (d * 1000.0) as u64),
         codec: if codec.starts_with("pcm_") {
             "pcm".into()

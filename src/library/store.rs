@@ -11,7 +11,8 @@ use crate::storage::BlobKey;
 
 const COLS: &str = "id, title, artist, album, track_number, duration_ms, codec, bitrate_kbps, \
     sample_rate, channels, size_bytes, sha256, content_type, cover_key, visibility, status, \
-    status_detail, created_at, updated_at, original_key, hls_key";
+    status_detail, created_at, updated_at, original_key, hls_key, album_artist, genre, year, \
+    disc_number, play_count, last_played_at";
 
 /// A stored text column parsed into its domain type: a value that does not parse is an error
 /// naming the column, never a silent default.
@@ -53,6 +54,12 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Track> {
         artist: r.get(2)?,
         album: r.get(3)?,
         track_number: r.get(4)?,
+        album_artist: r.get(21)?,
+        genre: r.get(22)?,
+        year: r.get(23)?,
+        disc_number: r.get(24)?,
+        play_count: r.get(25)?,
+        last_played_at: r.get(26)?,
         duration_ms: r.get(5)?,
         codec: r.get(6)?,
         bitrate_kbps: r.get(7)?,
@@ -107,13 +114,14 @@ pub fn insert(
     let res = tx.execute(
         "INSERT INTO tracks (id, title, artist, album, track_number, duration_ms, codec, bitrate_kbps,
             sample_rate, channels, size_bytes, sha256, original_key, content_type, cover_key,
-            visibility, status, created_by, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19)",
+            visibility, status, created_by, created_at, updated_at, album_artist, genre, year, disc_number)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19,
+            ?20, ?21, ?22, ?23)",
         params![
             new.id.as_str(), t.title, t.artist, t.album, t.track_number, t.duration_ms, t.codec,
             t.bitrate_kbps, t.sample_rate, t.channels, t.size_bytes, t.sha256, t.original_key.as_str(),
             t.content_type, t.cover_key.as_ref().map(BlobKey::as_str), t.visibility.as_str(), t.status.as_str(), new.created_by,
-            t.created_at,
+            t.created_at, t.album_artist, t.genre, t.year, t.disc_number,
         ],
     );
     match res {

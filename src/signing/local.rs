@@ -17,7 +17,6 @@
 //! path" simply a different scope, hence a different MAC.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -296,56 +295,13 @@ fn mac(
 /// `veza sign` uses this too; it never touches the database.
 pub fn load_or_create_key(data_dir: &Path) -> Result<Secret, SigningError> {
     let path = data_dir.join(KEY_FILE);
-    let err = |reason: String| SigningError::KeyFile {
-        provider: CdnProvider::Local,
-        path: path.display().to_string(),
-        reason,
-    };
-    match read_key(&path) {
-        Ok(k) => return Ok(k),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(err(e.to_string())),
-    }
-    std::fs::create_dir_all(data_dir).map_err(|e| err(format!("creating the data dir: {e}")))?;
-    let mut raw = [0u8; 32];
-    getrandom::fill(&mut raw).map_err(|e| err(format!("no OS randomness: {e}")))?;
-    let text = super::hex(&raw);
-    match create_private(&path) {
-        Ok(mut f) => {
-            f.write_all(format!("{text}\n").as_bytes())
-                .and_then(|()| f.sync_all())
-                .map_err(|e| err(e.to_string()))?;
-            Ok(Secret::new(text))
-        }
-        // Another process won the race: use its key.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            read_key(&path).map_err(|e| err(e.to_string()))
-        }
-        Err(e) => Err(err(e.to_string())),
-    }
-}
-
-fn read_key(path: &Path) -> std::io::Result<Secret> {
-    let text = std::fs::read_to_string(path)?;
-    let key = text.trim();
-    if key.len() < 32 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "holds fewer than 32 characters; delete it to generate a new key",
-        ));
-    }
-    Ok(Secret::new(key))
-}
-
-fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        o.mode(0o600);
-    }
-    o.open(path)
+    crate::datadir::load_or_create_key(&path)
+        .map(Secret::new)
+        .map_err(|e| SigningError::KeyFile {
+            provider: CdnProvider::Local,
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
 }
 
 #[cfg(test)]

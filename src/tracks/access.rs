@@ -2,6 +2,7 @@
 //! alike. Each surface turns a denial into its own status code (the API hides everything as
 //! 404; `/media/` says 451 or 403), but none decides who may see what.
 
+use crate::accounts::Role;
 use crate::library::{Status, Visibility};
 
 /// Who asks.
@@ -15,8 +16,28 @@ pub enum Viewer {
         /// The token is for this track (or the CDN checked the viewer itself).
         grant: bool,
     },
-    /// A signed-in user or an API token, of any role.
+    /// An editor or admin, signed in or with an API token: manages the library.
     Member,
+    /// A listener account: sees and plays what an anonymous visitor may (public tracks, unlisted
+    /// ones by id); it only brings playlists, stars and plays of its own.
+    Listener,
+}
+
+impl Viewer {
+    /// The viewer a signed-in user of `role` is.
+    pub fn of_role(role: Role) -> Viewer {
+        match role {
+            Role::Admin | Role::Editor => Viewer::Member,
+            Role::Listener => Viewer::Listener,
+        }
+    }
+}
+
+/// True when `viewer` may list every track, whatever its visibility and status, so a listing
+/// needs no filter; else listings hold public, playable tracks only. Derived from
+/// [`may_view`] (a test checks both agree), for SQL that cannot call it row by row.
+pub fn lists_everything(viewer: Viewer) -> bool {
+    viewer == Viewer::Member
 }
 
 /// What the viewer wants.
@@ -57,7 +78,10 @@ pub fn may_view(
         // plays a taken-down one.
         Purpose::List | Purpose::Read if member => Verdict::Allowed,
         // An anonymous caller must not learn that a private track exists, even a taken-down one.
-        Purpose::Play if viewer == Viewer::Anonymous && visibility == Visibility::Private => {
+        Purpose::Play
+            if matches!(viewer, Viewer::Anonymous | Viewer::Listener)
+                && visibility == Visibility::Private =>
+        {
             Verdict::Private
         }
         _ if status == Status::TakenDown => Verdict::TakenDown,
@@ -75,6 +99,56 @@ mod tests {
 
     fn v(who: Viewer, vis: Visibility, st: Status, p: Purpose) -> Verdict {
         may_view(who, vis, st, p)
+    }
+
+    #[test]
+    fn listeners_see_what_anonymous_visitors_see() {
+        for vis in [
+            Visibility::Public,
+            Visibility::Unlisted,
+            Visibility::Private,
+        ] {
+            for st in Status::ALL {
+                for p in [List, Read, Play] {
+                    assert_eq!(
+                        v(Viewer::Listener, vis, st, p),
+                        v(Viewer::Anonymous, vis, st, p)
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lists_everything_agrees_with_the_table() {
+        for who in [
+            Viewer::Anonymous,
+            Viewer::Listener,
+            Viewer::Member,
+            Viewer::Signed { grant: true },
+            Viewer::Signed { grant: false },
+        ] {
+            let all = [
+                Visibility::Public,
+                Visibility::Unlisted,
+                Visibility::Private,
+            ]
+            .iter()
+            .all(|vis| {
+                Status::ALL
+                    .iter()
+                    .all(|st| v(who, *vis, *st, List) == Allowed)
+            });
+            assert_eq!(lists_everything(who), all, "{who:?}");
+            // Otherwise only public tracks that are not taken down may be listed (signed
+            // viewers are `/media/` requests, which never list).
+            if matches!(who, Viewer::Anonymous | Viewer::Listener) {
+                for vis in [Visibility::Unlisted, Visibility::Private] {
+                    assert_ne!(v(who, vis, Status::Ready, List), Allowed);
+                }
+                assert_ne!(v(who, Visibility::Public, Status::TakenDown, List), Allowed);
+            }
+        }
     }
 
     #[test]

@@ -43,6 +43,7 @@ impl Modify for Security {
     paths(
         super::auth::login, super::auth::logout, super::auth::me, super::auth::setup,
         super::users::list, super::users::create, super::users::patch, super::users::delete,
+        super::users::app_password,
         super::tokens::list, super::tokens::create, super::tokens::revoke,
         super::tracks::upload, super::tracks::list, super::tracks::get, super::tracks::patch,
         super::tracks::delete, super::tracks::cover,

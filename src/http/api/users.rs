@@ -26,7 +26,7 @@ pub struct CreateUser {
     pub username: String,
     /// At least 10 characters.
     pub password: String,
-    /// `admin` or `editor` (default `editor`).
+    /// `admin`, `editor` or `listener` (default `editor`).
     #[serde(default)]
     #[schema(value_type = Option<String>, example = "editor")]
     pub role: Option<Role>,
@@ -46,6 +46,18 @@ pub struct PatchUser {
     /// New password (ends sessions).
     #[serde(default)]
     pub password: Option<String>,
+    /// Subsonic streams through Veza instead of a redirect to the CDN.
+    #[serde(default)]
+    pub stream_proxy: Option<bool>,
+}
+
+/// A freshly generated app password, shown once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppPassword {
+    /// Whose it is.
+    pub username: String,
+    /// The password Subsonic apps log in with (never the account password).
+    pub app_password: String,
 }
 
 /// All users.
@@ -96,7 +108,18 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
             .and(with_state(s))
             .and_then(delete),
     );
+    let app_password = route(
+        "POST",
+        "/api/v1/users/{id}/app-password",
+        warp::path!("api" / "v1" / "users" / String / "app-password")
+            .and(warp::post())
+            .and(require(s, Role::Listener))
+            .and(with_state(s))
+            .and_then(app_password),
+    );
     list.or(create)
+        .unify()
+        .or(app_password)
         .unify()
         .or(patch)
         .unify()
@@ -153,6 +176,7 @@ async fn patch(
         role: req.role,
         disabled: req.disabled,
         password_hash,
+        stream_proxy: req.stream_proxy,
     };
     let user =
         s.db.call(move |c| store::update_user(c, &id, &change))
@@ -160,6 +184,31 @@ async fn patch(
             .map_err(ApiError::from)?;
     tracing::info!(by = %who.user.id, user_id = %user.id, "user changed");
     Ok(warp::reply::json(&user).into_response())
+}
+
+/// Generates a new app password for Subsonic apps (replacing the old one). Admins for anyone;
+/// every user for themselves.
+#[utoipa::path(post, path = "/api/v1/users/{id}/app-password", tag = "users",
+    params(("id" = String, Path, description = "User id")), security(("session" = []), ("bearer" = [])),
+    responses((status = 201, body = AppPassword), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
+              (status = 404, body = ErrorEnvelope)))]
+async fn app_password(id: String, who: Principal, s: AppState) -> Result<Response, Rejection> {
+    if who.user.role != Role::Admin && who.user.id != id {
+        return Err(
+            ApiError::Forbidden("only admins make app passwords for other users".into()).into(),
+        );
+    }
+    let sealer = s.sealer.clone();
+    let (user, app_password) =
+        s.db.call(move |c| accounts::app_password::issue(c, &sealer, &id, now()))
+            .await
+            .map_err(ApiError::from)?;
+    tracing::info!(by = %who.user.id, user_id = %user.id, "app password issued");
+    let body = AppPassword {
+        username: user.username,
+        app_password,
+    };
+    Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::CREATED).into_response())
 }
 
 /// Deletes a user with their sessions and tokens. Never the last enabled admin.
