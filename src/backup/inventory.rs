@@ -61,6 +61,12 @@ pub async fn build(rows: &Rows, store: &BlobStore) -> Result<Inventory, StoreErr
                 .push(master.clone());
         }
     }
+    for (_, key) in &rows.progressive {
+        inv.expected.entry(key.clone()).or_insert(Expected {
+            sha256: stem_hash(key),
+            size: None,
+        });
+    }
     for (track, key) in &rows.renditions {
         if let Some(list) = playlists.get_mut(track) {
             list.push(key.clone());

@@ -4,8 +4,9 @@
 //! into a temp dir it owns, then [`upload`] under the track's prefix.
 //!
 //! Object layout under the prefix (the origin endpoint relies on it): `master.m3u8`, one media
-//! playlist per rung (`128k.m3u8`), init segments `seg/{sha256}.mp4` and media segments
-//! `seg/{sha256}.m4s`. Playlists hold relative URIs only, so one signed directory token covers
+//! playlist per rung (`128k.m3u8`), init segments `seg/{sha256}.mp4`, media segments
+//! `seg/{sha256}.m4s`, and per rung the same encode as one progressive file `seg/{sha256}.m4a`
+//! (ffmpeg's `tee` muxer writes both from one encoder, so it costs no second encode). Playlists hold relative URIs only, so one signed directory token covers
 //! the whole tree.
 //!
 //! Content-addressed names only work if ffmpeg is deterministic: the same input must give the
@@ -154,6 +155,8 @@ pub enum FileKind {
     MediaPlaylist,
     /// `master.m3u8`.
     Master,
+    /// A rung's progressive AAC file, `seg/{sha256}.m4a` (the same encode as its segments).
+    Progressive,
 }
 
 /// One file of the packaged tree.
@@ -185,6 +188,8 @@ pub struct Rendition {
     pub segments: u32,
     /// Sum of the segments' `EXTINF` durations.
     pub duration_ms: u64,
+    /// The same audio as one progressive AAC file (`seg/{sha256}.m4a`), for players without HLS.
+    pub progressive: String,
 }
 
 /// A packaged tree in the work dir, ready for [`upload`].
@@ -289,21 +294,18 @@ pub fn ffmpeg_args(input: &Path, opts: &Options) -> Vec<OsString> {
         let label = format!("[a{i}]");
         let init = format!("{stem}-init.mp4");
         let segs = format!("{stem}-%05d.m4s");
-        let out = format!("{stem}.m3u8");
+        // One encoder, two muxers: the HLS rendition and a progressive file of the same bytes.
+        let outputs = format!(
+            "[f=hls:hls_segment_type=fmp4:hls_time={segment_secs}:hls_playlist_type=vod:\
+             hls_fmp4_init_filename={init}:hls_segment_filename={segs}:fflags=+bitexact]{stem}.m3u8\
+             |[f=mp4:movflags=+faststart:fflags=+bitexact]{stem}.m4a"
+        );
         let mut push = |xs: &[&str]| a.extend(xs.iter().map(OsString::from));
         push(&["-map", &label, "-vn", "-sn", "-dn"]);
         push(&["-map_metadata", "-1", "-map_chapters", "-1"]);
         push(&["-c:a", "aac", "-b:a", &rate, "-flags:a", "+bitexact"]);
         push(&["-fflags", "+bitexact"]);
-        push(&["-f", "hls", "-hls_segment_type", "fmp4"]);
-        push(&["-hls_time", &segment_secs, "-hls_playlist_type", "vod"]);
-        push(&[
-            "-hls_fmp4_init_filename",
-            &init,
-            "-hls_segment_filename",
-            &segs,
-        ]);
-        push(&[&out]);
+        push(&["-f", "tee", &outputs]);
     }
     a
 }

@@ -75,7 +75,11 @@ fn finish_rung(
             return Ok((name.clone(), size));
         }
         let (sha, size) = sha256_file(&from)?;
-        let ext = if kind == FileKind::Init { "mp4" } else { "m4s" };
+        let ext = match kind {
+            FileKind::Init => "mp4",
+            FileKind::Progressive => "m4a",
+            _ => "m4s",
+        };
         let name = format!("{SEGMENT_DIR}/{sha}.{ext}");
         let to = work_dir.join(&name);
         // Equal names mean equal bytes: a second copy simply replaces the first.
@@ -101,6 +105,7 @@ fn finish_rung(
         seg.uri = name;
         sized.push((f64::from(seg.duration), size));
     }
+    let progressive = rename(&format!("{}.m4a", raw_stem(kbps)), FileKind::Progressive)?.0;
     let longest = sized.iter().map(|(d, _)| *d).fold(0.0, f64::max);
     // EXTINF rounded to the nearest second may not exceed the target (RFC 8216 §4.3.3.1).
     pl.target_duration = pl.target_duration.max(longest.round() as u64);
@@ -125,6 +130,7 @@ fn finish_rung(
         codecs: CODECS.into(),
         segments: sized.len() as u32,
         duration_ms: (total_secs * 1000.0).round() as u64,
+        progressive,
     };
     let file = OutFile {
         name,
@@ -327,6 +333,7 @@ mod tests {
             codecs: CODECS.into(),
             segments: 5,
             duration_ms: 30_000,
+            progressive: format!("seg/{k}.m4a"),
         };
         let text = String::from_utf8(master_playlist(&[r(64, 70_000), r(128, 135_000)])).unwrap();
         assert_eq!(

@@ -135,11 +135,11 @@ fn assert_valid_tree(work: &Path, pk: &Packaged, rungs: &[u32]) -> Vec<f64> {
         assert_eq!(f.path, std::path::absolute(work).unwrap().join(&f.name));
         let bytes = std::fs::read(&f.path).unwrap();
         match f.kind {
-            FileKind::Init | FileKind::Segment => {
-                let ext = if f.kind == FileKind::Init {
-                    "mp4"
-                } else {
-                    "m4s"
+            FileKind::Init | FileKind::Segment | FileKind::Progressive => {
+                let ext = match f.kind {
+                    FileKind::Init => "mp4",
+                    FileKind::Progressive => "m4a",
+                    _ => "m4s",
                 };
                 assert_eq!(
                     f.name,
@@ -197,6 +197,11 @@ fn assert_valid_tree(work: &Path, pk: &Packaged, rungs: &[u32]) -> Vec<f64> {
         }
         assert_eq!(r.segments as usize, media.segments.len());
         assert_eq!(r.duration_ms, (total * 1000.0).round() as u64);
+        // The progressive file: the same AAC, as long as the segments together.
+        assert_relative_and_present(&r.progressive, work, &files);
+        let (secs, codec, _, _) = ffprobe(&work.join(&r.progressive));
+        assert_eq!(codec, "aac");
+        assert!((secs - total).abs() < 0.1, "{secs} vs {total}");
         durations.push(total);
     }
     durations

@@ -72,7 +72,10 @@ pub async fn upload(
     // through closures, or the whole upload stops being `Send` for a spawned job worker.
     let mut blobs: Vec<(BlobKey, OutFile, Option<u64>)> = Vec::new();
     for f in &p.files {
-        if matches!(f.kind, FileKind::Init | FileKind::Segment) {
+        if matches!(
+            f.kind,
+            FileKind::Init | FileKind::Segment | FileKind::Progressive
+        ) {
             let key = key_of(f)?;
             let known = stored.get(key.as_str()).copied();
             blobs.push((key, f.clone(), known));

@@ -14,6 +14,8 @@ pub struct Rows {
     pub tracks: Vec<TrackRow>,
     /// (track id, playlist key) of every rendition.
     pub renditions: Vec<(String, String)>,
+    /// (track id, key) of every rendition's progressive file.
+    pub progressive: Vec<(String, String)>,
     /// Tracks with a packaging job still to run: their HLS tree may be mid-upload.
     pub busy: BTreeSet<String>,
 }
@@ -56,6 +58,13 @@ pub fn load(c: &Connection) -> Result<Rows, LibraryError> {
     let renditions = s
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
+    let mut s = c.prepare(
+        "SELECT track_id, progressive_key FROM track_renditions
+         WHERE progressive_key IS NOT NULL ORDER BY 1, 2",
+    )?;
+    let progressive = s
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
     let busy = crate::jobs::store::pending_track_ids(c, crate::jobs::JobKind::PackageHls).map_err(
         |e| match e {
             crate::jobs::JobError::Db(e) => LibraryError::Db(e),
@@ -65,6 +74,7 @@ pub fn load(c: &Connection) -> Result<Rows, LibraryError> {
     Ok(Rows {
         tracks,
         renditions,
+        progressive,
         busy,
     })
 }

@@ -182,8 +182,8 @@ pub fn mark_packaged(
         for r in renditions {
             tx.execute(
                 "INSERT INTO track_renditions (track_id, bitrate_kbps, playlist_key,
-                    bandwidth, average_bandwidth, codecs, segments, duration_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    bandwidth, average_bandwidth, codecs, segments, duration_ms, progressive_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     id.as_str(),
                     r.bitrate_kbps,
@@ -193,6 +193,7 @@ pub fn mark_packaged(
                     r.codecs,
                     r.segments,
                     r.duration_ms as i64,
+                    format!("tracks/{id}/hls/{}", r.progressive),
                 ],
             )?;
         }

@@ -15,7 +15,7 @@ use super::*;
 pub(super) enum Kind {
     /// `master.m3u8` or `{kbps}k.m3u8`.
     Playlist,
-    /// `seg/{sha256}.mp4` (init) or `seg/{sha256}.m4s`.
+    /// `seg/{sha256}.mp4` (init), `seg/{sha256}.m4s`, or a progressive `seg/{sha256}.m4a`.
     Segment,
     /// `originals/ab/cd/{sha256}.{ext}`.
     Original,
@@ -50,7 +50,7 @@ impl Object {
             }
             ["tracks", id, "hls", "seg", file] => {
                 let (sha, ext) = file.split_once('.')?;
-                (is_sha256(sha) && matches!(ext, "mp4" | "m4s"))
+                (is_sha256(sha) && matches!(ext, "mp4" | "m4s" | "m4a"))
                     .then_some((Kind::Segment, canonical_id(id)?))?
             }
             ["originals", ..] => {
