@@ -115,8 +115,8 @@ where
 pub struct StreamKey {
     /// Track id.
     pub track: String,
-    /// HLS master (true) or the original.
-    pub hls: bool,
+    /// The object signed: the HLS master, the original or a progressive rendition.
+    pub object: String,
     /// The viewer's address when the token binds it.
     pub ip: Option<IpAddr>,
 }

@@ -135,6 +135,8 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// `[stream]`
     pub stream: StreamConfig,
+    /// `[subsonic]`
+    pub subsonic: SubsonicConfig,
     /// `[cache]`
     pub cache: CacheConfig,
     /// `[metrics]`
@@ -329,6 +331,16 @@ pub struct JobsConfig {
 pub struct StreamConfig {
     /// Anonymous stream-URL requests per client IP per minute.
     pub rate_limit_per_min: u32,
+}
+
+/// `[subsonic]`, parsed.
+#[derive(Debug, Clone)]
+pub struct SubsonicConfig {
+    /// Serve `/rest/` at all.
+    pub enabled: bool,
+    /// Client names (`c=`) that get the bytes through Veza instead of a redirect to the CDN,
+    /// compared case-insensitively: players known not to follow redirects.
+    pub proxy_clients: Vec<String>,
 }
 
 /// `[cache]`, parsed.

@@ -16,6 +16,7 @@ pub struct RawConfig {
     pub auth: RawAuth,
     pub jobs: RawJobs,
     pub stream: RawStream,
+    pub subsonic: RawSubsonic,
     pub cache: RawCache,
     pub metrics: RawMetrics,
     pub embed: RawEmbed,
@@ -195,6 +196,23 @@ impl Default for RawStream {
     }
 }
 
+/// `[subsonic]`: the OpenSubsonic API for players' apps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSubsonic {
+    pub enabled: bool,
+    pub proxy_clients: Vec<String>,
+}
+
+impl Default for RawSubsonic {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            proxy_clients: vec!["DSub".into()],
+        }
+    }
+}
+
 /// `[cache]`: in-process caches in front of the database and the blob store.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -265,6 +283,7 @@ impl Default for RawConfig {
             auth: RawAuth::default(),
             jobs: RawJobs::default(),
             stream: RawStream::default(),
+            subsonic: RawSubsonic::default(),
             cache: RawCache::default(),
             metrics: RawMetrics::default(),
             embed: RawEmbed::default(),

@@ -12,7 +12,7 @@ use url::Url;
 use super::load::describe_key_source;
 use super::raw::{
     RawAuth, RawCache, RawCdn, RawConfig, RawEmbed, RawHls, RawJobs, RawLog, RawMetrics, RawRum,
-    RawServer, RawStorage, RawStream,
+    RawServer, RawStorage, RawStream, RawSubsonic,
 };
 use super::*;
 
@@ -73,6 +73,7 @@ pub(super) fn validate(fig: &Figment, raw: &RawConfig) -> Result<Config, ConfigE
         hls: validate_hls(&c, &raw.hls)?,
         jobs: validate_jobs(&c, &raw.jobs)?,
         stream: validate_stream(&c, &raw.stream)?,
+        subsonic: validate_subsonic(&c, &raw.subsonic)?,
         cache: validate_cache(&c, &raw.cache)?,
         metrics: validate_metrics(&c, &raw.metrics)?,
         auth: validate_auth(&c, &raw.auth)?,
@@ -438,6 +439,25 @@ fn validate_stream(c: &Check<'_>, raw: &RawStream) -> Result<StreamConfig, Confi
     )?;
     Ok(StreamConfig {
         rate_limit_per_min: raw.rate_limit_per_min as u32,
+    })
+}
+
+fn validate_subsonic(c: &Check<'_>, raw: &RawSubsonic) -> Result<SubsonicConfig, ConfigError> {
+    if raw.proxy_clients.len() > 64 {
+        return Err(c.err("subsonic.proxy_clients", "at most 64 client names"));
+    }
+    for name in &raw.proxy_clients {
+        let ok = (1..=64).contains(&name.chars().count()) && !name.chars().any(char::is_control);
+        if !ok {
+            return Err(c.err(
+                "subsonic.proxy_clients",
+                format!("{name:?} is not a client name of 1-64 printable characters"),
+            ));
+        }
+    }
+    Ok(SubsonicConfig {
+        enabled: raw.enabled,
+        proxy_clients: raw.proxy_clients.clone(),
     })
 }
 

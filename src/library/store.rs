@@ -439,6 +439,29 @@ pub fn update(
     get(c, id)?.ok_or(LibraryError::NotFound)
 }
 
+/// A track's original bitrate and its progressive renditions (kbps, key), ascending.
+pub fn progressive(
+    c: &Connection,
+    id: &TrackId,
+) -> Result<(Option<u32>, Vec<(u32, BlobKey)>), LibraryError> {
+    let bitrate = c
+        .query_row(
+            "SELECT bitrate_kbps FROM tracks WHERE id = ?1",
+            [id.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or(LibraryError::NotFound)?;
+    let mut st = c.prepare_cached(
+        "SELECT bitrate_kbps, progressive_key FROM track_renditions
+         WHERE track_id = ?1 AND progressive_key IS NOT NULL ORDER BY bitrate_kbps",
+    )?;
+    let rungs = st
+        .query_map([id.as_str()], |r| Ok((r.get(0)?, parsed(r, 1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok((bitrate, rungs))
+}
+
 /// Deletes a track's rows; returns the blob keys no remaining row references, for the caller
 /// to delete after the commit (a crash in between leaves an orphan blob, never a row that
 /// points at a missing one).

@@ -6,7 +6,9 @@ use std::net::IpAddr;
 use super::{TrackError, TrackService, Verdict, Viewer, may_view};
 use crate::cache::{StreamKey, mostly_fresh};
 use crate::config::CdnProvider;
+use crate::library::store;
 use crate::library::{OwnerKey, TrackId};
+use crate::storage::BlobKey;
 use crate::signing::{SignRequest, SignedUrl};
 
 /// Which rendition a player asks for.
@@ -16,6 +18,28 @@ pub enum StreamFormat {
     Hls,
     /// The original file.
     Original,
+    /// One file of at most this many kbps: the original when it fits (or its bitrate is
+    /// unknown), else the progressive AAC rendition of the largest rung not above it (the
+    /// lowest rung when none is). The original until the track is packaged.
+    AtMost(u32),
+}
+
+/// What gets signed.
+enum Target {
+    /// A master playlist: its folder is signed.
+    Hls(BlobKey),
+    /// One object.
+    Object(BlobKey),
+}
+
+/// The progressive rung for a cap of `max_kbps` among ascending `rungs`.
+fn pick_rung(rungs: &[(u32, BlobKey)], max_kbps: u32) -> Option<&BlobKey> {
+    rungs
+        .iter()
+        .rev()
+        .find(|(k, _)| *k <= max_kbps)
+        .or(rungs.first())
+        .map(|(_, key)| key)
 }
 
 pub(super) async fn stream_url(
@@ -35,10 +59,19 @@ pub(super) async fn stream_url(
         Verdict::TakenDown => return Err(TrackError::TakenDown),
         other => return Err(TrackError::Hidden(other)),
     }
-    let hls = match (format, &t.hls_key) {
-        (Some(StreamFormat::Hls) | None, Some(key)) => Some(key.clone()),
+    let target = match (format, &t.hls_key) {
+        (Some(StreamFormat::Hls) | None, Some(key)) => Target::Hls(key.clone()),
         (Some(StreamFormat::Hls), None) => return Err(TrackError::HlsNotReady),
-        (Some(StreamFormat::Original) | None, _) => None,
+        (Some(StreamFormat::Original) | None, _) => Target::Object(t.original_key.clone()),
+        (Some(StreamFormat::AtMost(max)), _) => {
+            let tid = t.id.clone();
+            let (source, rungs) = s.db.call(move |c| store::progressive(c, &tid)).await?;
+            match (source, pick_rung(&rungs, max)) {
+                (Some(kbps), _) if kbps <= max => Target::Object(t.original_key.clone()),
+                (_, Some(key)) => Target::Object(key.clone()),
+                (_, None) => Target::Object(t.original_key.clone()),
+            }
+        }
     };
 
     let cfg = &s.config.cdn;
@@ -52,7 +85,9 @@ pub(super) async fn stream_url(
     // browsers and edges see one URL instead of one per request.
     let cache_key = StreamKey {
         track: t.id.to_string(),
-        hls: hls.is_some(),
+        object: match &target {
+            Target::Hls(k) | Target::Object(k) => k.to_string(),
+        },
         ip: req.ip,
     };
     let cached = s.caches.stream_url.get_if(&cache_key, |(u, signed_at)| {
@@ -62,16 +97,16 @@ pub(super) async fn stream_url(
         return Ok(u);
     }
     let generation = s.caches.stream_url.generation();
-    let signed = match hls {
-        Some(master) => {
+    let signed = match target {
+        Target::Hls(master) => {
             req.path = format!("/{master}");
             // The folder of the master playlist: every media playlist and segment is below it.
             req.token_path = Some(req.path[..=req.path.rfind('/').unwrap_or(0)].to_owned());
             req.path_form = Some(true);
             s.cdn.sign_directory(&req)
         }
-        None => {
-            req.path = format!("/{}", t.original_key);
+        Target::Object(key) => {
+            req.path = format!("/{key}");
             s.cdn.sign(&req)
         }
     }?;
@@ -82,4 +117,20 @@ pub(super) async fn stream_url(
             .insert(cache_key, (signed.clone(), issued_at), generation);
     }
     Ok(signed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_rung_under_the_cap_else_the_lowest() {
+        let key = |k: u32| -> BlobKey { format!("tracks/x/hls/seg/{k}.m4a").parse().unwrap() };
+        let rungs = [(64, key(64)), (128, key(128)), (256, key(256))];
+        assert_eq!(pick_rung(&rungs, 200), Some(&key(128)));
+        assert_eq!(pick_rung(&rungs, 128), Some(&key(128)));
+        assert_eq!(pick_rung(&rungs, 32), Some(&key(64)));
+        assert_eq!(pick_rung(&rungs, 999), Some(&key(256)));
+        assert_eq!(pick_rung(&[], 128), None);
+    }
 }
