@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 use crate::storage::BlobKey;
 
 pub mod blobs;
+pub mod catalog;
 pub mod import;
 pub mod ingest;
 pub mod lifecycle;
+pub mod playlists;
 pub mod probe;
 pub mod store;
 
@@ -92,9 +94,12 @@ pub enum LibraryError {
         /// What to fix.
         message: String,
     },
-    /// No such track.
-    #[error("track not found")]
+    /// No such track (or playlist).
+    #[error("not found")]
     NotFound,
+    /// Someone else's (a playlist only its owner may change).
+    #[error("only its owner may change it")]
+    Forbidden,
     /// A job could not be queued with the change (the change was rolled back).
     #[error("could not queue a job: {0}")]
     Enqueue(crate::jobs::JobError),

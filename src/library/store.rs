@@ -9,7 +9,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params, params_fro
 use super::{LibraryError, OwnerKey, Status, Track, TrackAccess, TrackId, Visibility};
 use crate::storage::BlobKey;
 
-const COLS: &str = "id, title, artist, album, track_number, duration_ms, codec, bitrate_kbps, \
+pub(super) const COLS: &str = "id, title, artist, album, track_number, duration_ms, codec, bitrate_kbps, \
     sample_rate, channels, size_bytes, sha256, content_type, cover_key, visibility, status, \
     status_detail, created_at, updated_at, original_key, hls_key, album_artist, genre, year, \
     disc_number, play_count, last_played_at";
@@ -43,7 +43,7 @@ where
     }
 }
 
-fn row(r: &Row<'_>) -> rusqlite::Result<Track> {
+pub(super) fn row(r: &Row<'_>) -> rusqlite::Result<Track> {
     let vis: String = r.get(14)?;
     let status: String = r.get(15)?;
     let cover_key: Option<BlobKey> = parsed_opt(r, 13)?;
@@ -82,7 +82,7 @@ fn row(r: &Row<'_>) -> rusqlite::Result<Track> {
     })
 }
 
-fn with_tags(c: &Connection, mut t: Track) -> Result<Track, LibraryError> {
+pub(super) fn with_tags(c: &Connection, mut t: Track) -> Result<Track, LibraryError> {
     let mut st = c.prepare_cached("SELECT tag FROM track_tags WHERE track_id = ?1 ORDER BY tag")?;
     t.tags = st
         .query_map([t.id.as_str()], |r| r.get(0))?
@@ -172,6 +172,9 @@ pub fn find_by_sha(c: &Connection, sha256: &str) -> Result<Option<Track>, Librar
     t.map(|t| with_tags(c, t)).transpose()
 }
 
+/// The SQL of `Query::public_only`: what an anonymous listing may hold.
+pub(super) const PUBLIC_ONLY: &str = "visibility = 'public' AND status <> 'taken_down'";
+
 /// Sort orders for listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sort {
@@ -252,7 +255,7 @@ pub const MAX_SEARCH_TERMS: usize = 16;
 pub const MAX_SEARCH_CHARS: usize = 256;
 
 /// Refuses searches whose cost has no business being paid (hundreds of prefix terms).
-fn check_search(q: &str) -> Result<(), LibraryError> {
+pub(super) fn check_search(q: &str) -> Result<(), LibraryError> {
     let too_long = q.chars().count() > MAX_SEARCH_CHARS;
     let terms = q
         .split(|c: char| !c.is_alphanumeric())
@@ -270,7 +273,7 @@ fn check_search(q: &str) -> Result<(), LibraryError> {
 }
 
 /// Turns free text into an FTS5 query: every word must match as a prefix.
-fn fts_query(q: &str) -> Option<String> {
+pub(super) fn fts_query(q: &str) -> Option<String> {
     let words: Vec<String> = q
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
@@ -309,7 +312,7 @@ pub fn list(c: &Connection, q: &Query) -> Result<Page, LibraryError> {
         args.push(s.as_str().to_owned().into());
     }
     if q.public_only {
-        wh.push("visibility = 'public' AND status <> 'taken_down'".into());
+        wh.push(PUBLIC_ONLY.into());
     }
     let col = sort.column();
     let (cmp, dir) = if sort.descending() {
