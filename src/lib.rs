@@ -21,6 +21,7 @@ pub mod ratelimit;
 pub mod rum;
 pub mod signing;
 pub mod storage;
+pub mod subsonic;
 pub mod systemd;
 pub mod telemetry;
 pub mod tracks;

@@ -45,11 +45,9 @@ impl Sealer {
         let path = data_dir.join(KEY_FILE);
         let text = crate::datadir::load_or_create_key(&path)
             .map_err(|e| AccountsError::Key(format!("{}: {e}", path.display())))?;
-        let raw = hex_decode(&text)
-            .filter(|k| k.len() == 32)
-            .ok_or_else(|| {
-                AccountsError::Key(format!("{}: not 64 hex characters", path.display()))
-            })?;
+        let raw = hex_decode(&text).filter(|k| k.len() == 32).ok_or_else(|| {
+            AccountsError::Key(format!("{}: not 64 hex characters", path.display()))
+        })?;
         Ok(Sealer {
             cipher: ChaCha20Poly1305::new(Key::from_slice(&raw)),
         })

@@ -296,7 +296,7 @@ impl App {
         let trusted = Arc::new(self.state.config.server.trusted_proxies.clone());
         let server = http::server::serve(
             self.listener,
-            http::app(self.state),
+            http::app(self.state.clone(), crate::subsonic::routes(&self.state)),
             limits,
             trusted,
             metrics,

@@ -17,7 +17,7 @@ pub enum AdminCommand {
         #[arg(long)]
         username: String,
         /// Role of the new user.
-        #[arg(long, default_value = "admin", value_parser = ["admin", "editor"])]
+        #[arg(long, default_value = "admin", value_parser = ["admin", "editor", "listener"])]
         role: String,
         /// Read the password from the first line of stdin (for scripts).
         #[arg(long)]
@@ -31,6 +31,15 @@ pub enum AdminCommand {
         /// Read the password from the first line of stdin (for scripts).
         #[arg(long)]
         password_stdin: bool,
+    },
+    /// Make a new app password for Subsonic apps (replaces the old one) and print it once.
+    AppPassword {
+        /// Whose app password.
+        #[arg(long)]
+        username: String,
+        /// Print `{"username": …, "app_password": …}` instead of the bare password.
+        #[arg(long)]
+        json: bool,
     },
     /// List users.
     List {
@@ -93,6 +102,26 @@ pub(super) fn admin(cfg: &config::Config, cmd: AdminCommand) -> Result<(), CliEr
             db.with(|c| store::update_user(c, &user.id, &change))?;
             println!(
                 "password changed for {}; their sessions have ended and their API tokens are revoked",
+                user.username
+            );
+        }
+        AdminCommand::AppPassword { username, json } => {
+            let db = open_db(cfg)?;
+            let sealer = accounts::app_password::Sealer::load_or_create(&cfg.data_dir)?;
+            let (user, password) = db.with(|c| {
+                let (user, _) =
+                    store::find_login(c, &username)?.ok_or(AccountsError::NotFound("user"))?;
+                accounts::app_password::issue(c, &sealer, &user.id, now)
+            })?;
+            if json {
+                return print_json(&serde_json::json!({
+                    "username": user.username,
+                    "app_password": password,
+                }));
+            }
+            println!("{password}");
+            eprintln!(
+                "app password for {} (shown once; it replaces any earlier one)",
                 user.username
             );
         }

@@ -33,12 +33,18 @@ pub const UNMATCHED: &str = "unmatched";
 #[derive(Debug, Clone, Copy)]
 struct RouteTag(&'static str);
 
-/// Builds the whole HTTP application.
-pub fn app(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+/// Builds the whole HTTP application; `extra` holds surfaces built beside `http` (the
+/// OpenSubsonic API), under the same request ids, metrics and error envelope.
+pub fn app(
+    state: AppState,
+    extra: BoxedFilter<(Response,)>,
+) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let routes = ops::routes(&state)
         .or(media::routes(&state))
         .unify()
         .or(api::routes(&state))
+        .unify()
+        .or(extra)
         .unify()
         .or(dashboard::routes(&state))
         .unify();

@@ -340,7 +340,11 @@ fn artists_where(
 }
 
 /// One artist, when they have tracks in scope.
-pub fn artist(c: &Connection, scope: &Scope<'_>, name: &str) -> Result<Option<Artist>, LibraryError> {
+pub fn artist(
+    c: &Connection,
+    scope: &Scope<'_>,
+    name: &str,
+) -> Result<Option<Artist>, LibraryError> {
     Ok(
         artists_where(c, scope, "lead_artist = ?1", &[name.to_owned().into()])?
             .into_iter()
@@ -448,7 +452,11 @@ pub fn search(
 }
 
 /// The listener's stars of one kind (`song`, `album`, `artist`): item id → unix seconds.
-pub fn stars(c: &Connection, user_id: &str, kind: &str) -> Result<HashMap<String, i64>, LibraryError> {
+pub fn stars(
+    c: &Connection,
+    user_id: &str,
+    kind: &str,
+) -> Result<HashMap<String, i64>, LibraryError> {
     let mut st = c.prepare_cached(
         "SELECT item_id, starred_at FROM stars WHERE user_id = ?1 AND kind = ?2 ORDER BY starred_at DESC",
     )?;

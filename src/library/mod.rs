@@ -34,6 +34,8 @@ pub struct TrackAccess {
     pub original_key: BlobKey,
     /// Blob key of the HLS master playlist, once packaged.
     pub hls_key: Option<BlobKey>,
+    /// Blob key of the cover, if any.
+    pub cover_key: Option<BlobKey>,
 }
 
 /// Which tracks own an object: the key of a [`store::owners`] lookup (and of its cache).

@@ -170,10 +170,16 @@ pub fn update(
     let tx = c.transaction()?;
     owned(&tx, owner_id, id)?;
     if let Some(n) = &ch.name {
-        tx.execute("UPDATE playlists SET name = ?1 WHERE id = ?2", params![n, id])?;
+        tx.execute(
+            "UPDATE playlists SET name = ?1 WHERE id = ?2",
+            params![n, id],
+        )?;
     }
     if let Some(n) = &ch.comment {
-        tx.execute("UPDATE playlists SET comment = ?1 WHERE id = ?2", params![n, id])?;
+        tx.execute(
+            "UPDATE playlists SET comment = ?1 WHERE id = ?2",
+            params![n, id],
+        )?;
     }
     if let Some(p) = ch.public {
         tx.execute(

@@ -143,7 +143,12 @@ fn probe_lofty(path: &Path) -> Result<Probed, String> {
         artist: tag.and_then(|t| clean(t.artist())),
         album: tag.and_then(|t| clean(t.album())),
         track_number: tag.and_then(|t| t.track()),
-        album_artist: tag.and_then(|t| clean(t.get_string(ItemKey::AlbumArtist).map(std::borrow::Cow::Borrowed))),
+        album_artist: tag.and_then(|t| {
+            clean(
+                t.get_string(ItemKey::AlbumArtist)
+                    .map(std::borrow::Cow::Borrowed),
+            )
+        }),
         genre: tag.and_then(|t| clean(t.genre())),
         year: tag.and_then(|t| t.date()).map(|d| u32::from(d.year)),
         disc_number: tag.and_then(|t| t.disk()),

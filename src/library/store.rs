@@ -442,11 +442,14 @@ pub fn update(
     get(c, id)?.ok_or(LibraryError::NotFound)
 }
 
-/// A track's original bitrate and its progressive renditions (kbps, key), ascending.
+/// A track's progressive renditions: (kbps, key), ascending.
+pub type ProgressiveRungs = Vec<(u32, BlobKey)>;
+
+/// A track's original bitrate and its progressive renditions.
 pub fn progressive(
     c: &Connection,
     id: &TrackId,
-) -> Result<(Option<u32>, Vec<(u32, BlobKey)>), LibraryError> {
+) -> Result<(Option<u32>, ProgressiveRungs), LibraryError> {
     let bitrate = c
         .query_row(
             "SELECT bitrate_kbps FROM tracks WHERE id = ?1",
@@ -489,7 +492,7 @@ pub fn delete(c: &mut Connection, id: &TrackId) -> Result<Vec<BlobKey>, LibraryE
 
 /// The tracks owning an object (one, or several sharing a cover), ordered by id.
 pub fn owners(c: &Connection, owner: &OwnerKey) -> Result<Vec<TrackAccess>, LibraryError> {
-    const COLS: &str = "id, visibility, status, content_type, original_key, hls_key";
+    const COLS: &str = "id, visibility, status, content_type, original_key, hls_key, cover_key";
     let row = |r: &Row<'_>| -> rusqlite::Result<TrackAccess> {
         let vis: String = r.get(1)?;
         let status: String = r.get(2)?;
@@ -501,6 +504,7 @@ pub fn owners(c: &Connection, owner: &OwnerKey) -> Result<Vec<TrackAccess>, Libr
             content_type: r.get(3)?,
             original_key: parsed(r, 4)?,
             hls_key: parsed_opt(r, 5)?,
+            cover_key: parsed_opt(r, 6)?,
         })
     };
     Ok(match owner {

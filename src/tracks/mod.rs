@@ -289,6 +289,16 @@ impl TrackService {
             .await?)
     }
 
+    /// The object a proxied stream sends (same rule and choice as [`Self::stream_url`]).
+    pub async fn stream_object(
+        &self,
+        viewer: Viewer,
+        id: &TrackId,
+        format: StreamFormat,
+    ) -> Result<crate::storage::BlobKey, TrackError> {
+        stream::stream_object(self, viewer, id, format).await
+    }
+
     /// A signed URL to play a track, reused from the cache while it is young.
     pub async fn stream_url(
         &self,

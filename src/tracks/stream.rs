@@ -7,9 +7,9 @@ use super::{TrackError, TrackService, Verdict, Viewer, may_view};
 use crate::cache::{StreamKey, mostly_fresh};
 use crate::config::CdnProvider;
 use crate::library::store;
-use crate::library::{OwnerKey, TrackId};
-use crate::storage::BlobKey;
+use crate::library::{OwnerKey, TrackAccess, TrackId};
 use crate::signing::{SignRequest, SignedUrl};
+use crate::storage::BlobKey;
 
 /// Which rendition a player asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,8 @@ pub enum StreamFormat {
     /// unknown), else the progressive AAC rendition of the largest rung not above it (the
     /// lowest rung when none is). The original until the track is packaged.
     AtMost(u32),
+    /// The cover art (`NotFound` when the track has none).
+    Cover,
 }
 
 /// What gets signed.
@@ -42,13 +44,13 @@ fn pick_rung(rungs: &[(u32, BlobKey)], max_kbps: u32) -> Option<&BlobKey> {
         .map(|(_, key)| key)
 }
 
-pub(super) async fn stream_url(
+/// The object `format` names for a track `viewer` may play.
+async fn target(
     svc: &TrackService,
     viewer: Viewer,
     id: &TrackId,
     format: Option<StreamFormat>,
-    ip: IpAddr,
-) -> Result<SignedUrl, TrackError> {
+) -> Result<(TrackAccess, Target), TrackError> {
     let s = &svc.inner;
     let owners = svc.owners(OwnerKey::Track(id.as_str().to_owned())).await?;
     let t = owners
@@ -63,6 +65,11 @@ pub(super) async fn stream_url(
         (Some(StreamFormat::Hls) | None, Some(key)) => Target::Hls(key.clone()),
         (Some(StreamFormat::Hls), None) => return Err(TrackError::HlsNotReady),
         (Some(StreamFormat::Original) | None, _) => Target::Object(t.original_key.clone()),
+        (Some(StreamFormat::Cover), _) => Target::Object(
+            t.cover_key
+                .clone()
+                .ok_or(TrackError::Library(crate::library::LibraryError::NotFound))?,
+        ),
         (Some(StreamFormat::AtMost(max)), _) => {
             let tid = t.id.clone();
             let (source, rungs) = s.db.call(move |c| store::progressive(c, &tid)).await?;
@@ -73,7 +80,32 @@ pub(super) async fn stream_url(
             }
         }
     };
+    Ok((t.clone(), target))
+}
 
+/// The one object `format` names (not the HLS tree) and its content type, for a caller that
+/// sends the bytes itself.
+pub(super) async fn stream_object(
+    svc: &TrackService,
+    viewer: Viewer,
+    id: &TrackId,
+    format: StreamFormat,
+) -> Result<BlobKey, TrackError> {
+    match target(svc, viewer, id, Some(format)).await? {
+        (_, Target::Object(key)) => Ok(key),
+        (_, Target::Hls(_)) => Err(TrackError::HlsNotReady),
+    }
+}
+
+pub(super) async fn stream_url(
+    svc: &TrackService,
+    viewer: Viewer,
+    id: &TrackId,
+    format: Option<StreamFormat>,
+    ip: IpAddr,
+) -> Result<SignedUrl, TrackError> {
+    let s = &svc.inner;
+    let (t, target) = target(svc, viewer, id, format).await?;
     let cfg = &s.config.cdn;
     let issued_at = u64::try_from(crate::clock::now()).unwrap_or_default();
     let mut req = SignRequest::new(String::new(), issued_at);

@@ -144,6 +144,38 @@ async fn serve(req: &MediaRequest, s: &AppState) -> Result<Response, Failure> {
         .map_err(|e| (e, tags))
 }
 
+/// Sends one object the track service already allowed (a proxied Subsonic stream): the same
+/// ranges, validators and content types as `/media/`, with a private cache header, and no
+/// token or credential of the caller's passed on anywhere.
+pub(crate) async fn send_object(
+    s: &AppState,
+    key: &crate::storage::BlobKey,
+    headers: &HeaderMap,
+    head: bool,
+    ip: IpAddr,
+) -> Result<Response, ApiError> {
+    let object = Object::parse(key.as_str()).ok_or(ApiError::NotFound)?;
+    let owners = s.tracks.owners(object.owner.clone()).await?;
+    let track_type = owners.first().map_or("", |o| o.content_type.as_str());
+    let req = MediaRequest {
+        head,
+        tail: String::new(),
+        query: String::new(),
+        headers: headers.clone(),
+        ip,
+    };
+    let content_type = object.content_type(track_type);
+    send(
+        &req,
+        s,
+        &object,
+        content_type,
+        HeaderValue::from_static(CC_PRIVATE),
+        None,
+    )
+    .await
+}
+
 // Gate 3: may one of them be served.
 
 /// The first owner this request may read the object through.
@@ -212,6 +244,7 @@ mod tests {
             content_type: String::new(),
             original_key: BlobKey::parse(&format!("originals/e3/b0/{SHA}.flac")).unwrap(),
             hls_key: None,
+            cover_key: None,
         }
     }
 
