@@ -6,6 +6,8 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 use super::{AccountsError, Role, TokenInfo, User, Username};
 
 const USER_COLS: &str = "id, username, role, disabled, created_at, last_login_at, stream_proxy";
+/// Columns [`user_row`] reads; a query's own columns come after them.
+const USER_COL_COUNT: usize = 7;
 
 fn user_row(r: &Row<'_>) -> rusqlite::Result<User> {
     let role: String = r.get(2)?;
@@ -57,7 +59,7 @@ pub fn find_login(c: &Connection, username: &str) -> Result<Option<(User, String
     Ok(c.query_row(
         &format!("SELECT {USER_COLS}, password_hash FROM users WHERE username = ?1"),
         [username],
-        |r| Ok((user_row(r)?, r.get(7)?)),
+        |r| Ok((user_row(r)?, r.get(USER_COL_COUNT)?)),
     )
     .optional()?)
 }
@@ -200,7 +202,7 @@ pub fn touch_session(
                 cols = USER_COLS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
             ),
             params![id_hash, now, idle_secs],
-            |r| Ok((user_row(r)?, r.get::<_, String>(6)?)),
+            |r| Ok((user_row(r)?, r.get::<_, String>(USER_COL_COUNT)?)),
         )
         .optional()?;
     if found.is_some() {
@@ -297,8 +299,8 @@ pub fn authenticate_token(
             |r| {
                 Ok((
                     user_row(r)?,
-                    r.get::<_, String>(6)?,
-                    r.get::<_, Option<i64>>(7)?,
+                    r.get::<_, String>(USER_COL_COUNT)?,
+                    r.get::<_, Option<i64>>(USER_COL_COUNT + 1)?,
                 ))
             },
         )

@@ -19,4 +19,5 @@ mod schemathesis;
 mod shutdown;
 mod signing;
 mod storage;
+mod subsonic;
 mod takedown;
