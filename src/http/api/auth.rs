@@ -77,7 +77,7 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
         "/api/v1/auth/logout",
         warp::path!("api" / "v1" / "auth" / "logout")
             .and(warp::post())
-            .and(require(s, Role::Editor))
+            .and(require(s, Role::Listener))
             .and(with_state(s))
             .and_then(logout),
     );
@@ -86,7 +86,7 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
         "/api/v1/me",
         warp::path!("api" / "v1" / "me")
             .and(warp::get())
-            .and(require(s, Role::Editor))
+            .and(require(s, Role::Listener))
             .map(me),
     );
     let setup = route(

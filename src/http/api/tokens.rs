@@ -56,7 +56,7 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
         "/api/v1/tokens",
         warp::path!("api" / "v1" / "tokens")
             .and(warp::get())
-            .and(require(s, Role::Editor))
+            .and(require(s, Role::Listener))
             .and(with_state(s))
             .and_then(list),
     );
@@ -65,7 +65,7 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
         "/api/v1/tokens",
         warp::path!("api" / "v1" / "tokens")
             .and(warp::post())
-            .and(require(s, Role::Editor))
+            .and(require(s, Role::Listener))
             .and(with_state(s))
             .and(json_body::<CreateToken>(limit, JSON))
             .and_then(create),
@@ -75,14 +75,15 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
         "/api/v1/tokens/{id}",
         warp::path!("api" / "v1" / "tokens" / String)
             .and(warp::delete())
-            .and(require(s, Role::Editor))
+            .and(require(s, Role::Listener))
             .and(with_state(s))
             .and_then(revoke),
     );
     list.or(create).unify().or(revoke).unify().boxed()
 }
 
-/// Whose tokens the caller may see and revoke: all for admins, their own otherwise.
+/// Whose tokens the caller may see and revoke: all for admins, their own otherwise (a
+/// listener's token is how a Subsonic app logs in with `apiKey`).
 fn scope(who: &Principal) -> Option<String> {
     (who.user.role != Role::Admin).then(|| who.user.id.clone())
 }

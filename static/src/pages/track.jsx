@@ -99,6 +99,10 @@ export function TrackPage({ id }) {
             <Field k="Channels" v={t.channels} />
             <Field k="Size" v={bytes(t.size_bytes)} />
             <Field k="Added" v={when(t.created_at)} />
+            <Field k="Album artist" v={t.album_artist || null} />
+            <Field k="Genre" v={t.genre || null} />
+            <Field k="Year" v={t.year} />
+            <Field k="Plays" v={t.last_played_at ? `${t.play_count} (last ${when(t.last_played_at)})` : t.play_count} />
             <Field k="SHA-256" v={<code class="wrap">{t.sha256}</code>} />
           </dl>
         </div>

@@ -1,4 +1,5 @@
-// Users and API tokens (admin): create, change role, disable, delete; tokens shown once.
+// Users and API tokens (admin): create, change role, disable, delete; tokens and Subsonic app
+// passwords shown once.
 import { useEffect, useState } from "preact/hooks";
 import { api, when } from "../lib/api.js";
 import { me } from "../lib/nav.js";
@@ -7,6 +8,7 @@ function UsersCard() {
   const [users, setUsers] = useState([]);
   const [msg, setMsg] = useState(null);
   const [tick, setTick] = useState(0);
+  const [appPassword, setAppPassword] = useState(null);
   useEffect(() => {
     api("/api/v1/users").then((r) => setUsers(r.users), (e) => setMsg({ error: e.message }));
   }, [tick]);
@@ -29,9 +31,18 @@ function UsersCard() {
     }, `Created ${f.get("username")}.`);
   };
   const patch = (u, json, ok) => run(() => api(`/api/v1/users/${u.id}`, { method: "PATCH", json }), ok);
+  const newAppPassword = (u) => run(async () => {
+    setAppPassword(await api(`/api/v1/users/${u.id}/app-password`, { method: "POST" }));
+  }, `New app password for ${u.username}.`);
   return (
     <div class="card">
       <h2>Users</h2>
+      {appPassword && (
+        <div class="notice" role="status" data-testid="new-app-password">
+          <p>App password for {appPassword.username}, for Subsonic apps (see PLAYERS.md). Copy it now: it is not shown again.</p>
+          <code class="wrap">{appPassword.app_password}</code>
+        </div>
+      )}
       <div class="table-wrap">
         <table>
           <thead><tr><th>User</th><th>Role</th><th class="hide-narrow">Last login</th><th><span class="visually-hidden">Actions</span></th></tr></thead>
@@ -40,9 +51,11 @@ function UsersCard() {
               <td>{u.username}{u.disabled && <span class="badge failed">disabled</span>}</td>
               <td><select value={u.role} aria-label={`Role of ${u.username}`} disabled={u.id === me.value.id}
                 onChange={(e) => patch(u, { role: e.currentTarget.value }, `${u.username} is now ${e.currentTarget.value}.`)}>
-                <option>admin</option><option>editor</option></select></td>
+                <option>admin</option><option>editor</option><option>listener</option></select></td>
               <td class="hide-narrow">{when(u.last_login_at)}</td>
-              <td class="row-actions">{u.id !== me.value.id && <>
+              <td class="row-actions">
+                <button type="button" class="ghost small" onClick={() => newAppPassword(u)}>App password</button>
+                {u.id !== me.value.id && <>
                 <button type="button" class="ghost small" onClick={() => patch(u, { disabled: !u.disabled }, `${u.username} ${u.disabled ? "enabled" : "disabled"}.`)}>{u.disabled ? "Enable" : "Disable"}</button>
                 <button type="button" class="danger small" onClick={() => confirm(`Delete ${u.username}?`) && run(() => api(`/api/v1/users/${u.id}`, { method: "DELETE" }), `Deleted ${u.username}.`)}>Delete</button>
               </>}</td>
@@ -53,7 +66,7 @@ function UsersCard() {
       <form class="inline-edit" onSubmit={create}>
         <label>Username<input name="username" required autocomplete="off" /></label>
         <label>Password<input name="password" type="password" required minLength={10} autocomplete="new-password" /></label>
-        <label>Role<select name="role"><option>editor</option><option>admin</option></select></label>
+        <label>Role<select name="role"><option>editor</option><option>admin</option><option>listener</option></select></label>
         <button type="submit">Create user</button>
       </form>
       {msg && <p class={msg.error ? "error" : "ok"} role="status">{msg.error || msg.ok}</p>}
