@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use prometheus::IntCounter;
 
+use crate::accounts::User;
 use crate::config::CacheConfig;
 use crate::library::{OwnerKey, TrackAccess};
 use crate::metrics::{CacheSubsystem as Subsystem, Metrics};
@@ -130,6 +131,9 @@ pub struct Caches {
     pub stream_url: TtlCache<StreamKey, (SignedUrl, u64)>,
     /// Size and ETag of content-addressed blobs (segments, originals, covers never change).
     pub blob_head: TtlCache<String, ObjectMeta>,
+    /// The user and expiry of a live API token, by the token's SHA-256 (never a miss: an
+    /// unknown token always asks the database).
+    pub tokens: TtlCache<Vec<u8>, (User, Option<i64>)>,
 }
 
 /// Content-addressed blobs are immutable; an hour only bounds memory of deleted ones.
@@ -143,6 +147,7 @@ impl Caches {
             metadata: TtlCache::new(Subsystem::Metadata, cfg.max_entries, ttl, metrics),
             stream_url: TtlCache::new(Subsystem::StreamUrl, cfg.max_entries, ttl, metrics),
             blob_head: TtlCache::new(Subsystem::BlobHead, cfg.max_entries, BLOB_HEAD_TTL, metrics),
+            tokens: TtlCache::new(Subsystem::ApiTokens, cfg.max_entries, ttl, metrics),
         }
     }
 
@@ -152,6 +157,14 @@ impl Caches {
         self.metadata.invalidate_all();
         self.stream_url.invalidate_all();
         self.blob_head.invalidate_all();
+    }
+}
+
+impl Caches {
+    /// Call after committing any change to users or tokens (revoke, disable, role or password
+    /// change, deletion): no cached token may authenticate after it.
+    pub fn accounts_changed(&self) {
+        self.tokens.invalidate_all();
     }
 }
 

@@ -80,13 +80,9 @@ async fn resolve(
             .ok_or_else(|| {
                 ApiError::Unauthorized("Authorization must be \"Bearer vz_…\"".into())
             })?;
-        let hash = accounts::secret_hash(token);
-        let (user, expires_at) =
-            s.db.call(move |c| store::authenticate_token(c, &hash, now()))
-                .await?
-                .ok_or_else(|| {
-                    ApiError::Unauthorized("API token is invalid, revoked or expired".into())
-                })?;
+        let (user, expires_at) = token_user(&s, token).await?.ok_or_else(|| {
+            ApiError::Unauthorized("API token is invalid, revoked or expired".into())
+        })?;
         return Ok(Some(Principal {
             user,
             via: Via::Token { expires_at },
@@ -106,6 +102,29 @@ async fn resolve(
         user,
         via: Via::Session { csrf, id_hash },
     }))
+}
+
+/// The user of a live API token and the token's expiry, through the token cache (whose
+/// generation every accounts write bumps, so a revoked or disabled token fails at once).
+pub(crate) async fn token_user(
+    s: &AppState,
+    token: &str,
+) -> Result<Option<(User, Option<i64>)>, accounts::AccountsError> {
+    let hash = accounts::secret_hash(token);
+    let at = now();
+    let cache = &s.caches.tokens;
+    if let Some(found) = cache.get_if(&hash, |(_, exp)| exp.is_none_or(|e| e > at)) {
+        return Ok(Some(found));
+    }
+    let generation = cache.generation();
+    let key = hash.clone();
+    let found =
+        s.db.call(move |c| store::authenticate_token(c, &key, at))
+            .await?;
+    if let Some(f) = &found {
+        cache.insert(hash, f.clone(), generation);
+    }
+    Ok(found)
 }
 
 /// A caller with at least `role`; cookie-authenticated writes must carry the CSRF token.

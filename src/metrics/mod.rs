@@ -89,14 +89,17 @@ pub enum CacheSubsystem {
     Metadata,
     /// Size and ETag of immutable (content-addressed) blobs, for HEAD and revalidations.
     BlobHead,
+    /// API tokens by hash: their user, role and expiry, so a bearer call needs no query.
+    ApiTokens,
 }
 
 impl CacheSubsystem {
     /// Every subsystem, for pre-zeroed series.
-    pub const ALL: [CacheSubsystem; 3] = [
+    pub const ALL: [CacheSubsystem; 4] = [
         CacheSubsystem::StreamUrl,
         CacheSubsystem::Metadata,
         CacheSubsystem::BlobHead,
+        CacheSubsystem::ApiTokens,
     ];
 
     /// The label value.
@@ -105,6 +108,7 @@ impl CacheSubsystem {
             CacheSubsystem::StreamUrl => "stream_url",
             CacheSubsystem::Metadata => "metadata",
             CacheSubsystem::BlobHead => "blob_head",
+            CacheSubsystem::ApiTokens => "api_tokens",
         }
     }
 }

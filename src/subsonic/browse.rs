@@ -179,7 +179,19 @@ pub(super) async fn album_list2(c: &Ctx) -> Result<Answer, SubsonicError> {
         "highest" => AlbumOrder::Highest,
         "alphabeticalByName" => AlbumOrder::ByName,
         "alphabeticalByArtist" => AlbumOrder::ByArtist,
-        "byYear" => AlbumOrder::ByYear(c.p.num("fromYear", 0)?, c.p.num("toYear", 9999)?),
+        "byYear" => {
+            let from = c.p.require("fromYear")?;
+            let to = c.p.require("toYear")?;
+            let year = |name: &'static str, v: &str| {
+                v.trim()
+                    .parse::<u32>()
+                    .map_err(|_| SubsonicError::BadParam {
+                        name,
+                        why: format!("{v:?} is not a year"),
+                    })
+            };
+            AlbumOrder::ByYear(year("fromYear", from)?, year("toYear", to)?)
+        }
         "byGenre" => AlbumOrder::ByGenre(c.p.require("genre")?.to_owned()),
         "starred" => return starred_albums(c, window).await,
         other => {

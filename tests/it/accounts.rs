@@ -665,3 +665,67 @@ fn cli_creates_admins_and_tokens_that_the_server_accepts() {
         app.stop().await;
     });
 }
+
+#[tokio::test]
+async fn cached_tokens_obey_revokes_disables_and_role_changes_at_once() {
+    // A long TTL: only the invalidation can make these answers right.
+    let app = spawn_app_with(|c| c.cache.metadata_ttl_secs = 3600).await;
+    let (_, admin) = user_with_token(&app, "boss", Role::Admin).await;
+    let (uid, token) = user_with_token(&app, "ed", Role::Editor).await;
+    let hits = |app: &TestApp| -> u64 {
+        let text = app.state.metrics.render().unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("veza_cache_hits_total{subsystem=\"api_tokens\"} "))
+            .map_or(0, |v| v.parse().unwrap())
+    };
+    for _ in 0..3 {
+        assert_eq!(app.get("/api/v1/jobs", Some(&token)).await.status(), 200);
+    }
+    assert!(hits(&app) >= 2, "repeat calls are answered from the cache");
+
+    let user = format!("/api/v1/users/{uid}");
+    let patch = |body: Value| {
+        let (app, admin, user) = (&app, admin.clone(), user.clone());
+        async move {
+            assert_eq!(
+                app.patch_json(&user, Some(&admin), &body).await.status(),
+                200
+            );
+        }
+    };
+    patch(json!({"role": "listener"})).await;
+    assert_envelope(
+        app.get("/api/v1/jobs", Some(&token)).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    patch(json!({"role": "editor"})).await;
+    assert_eq!(app.get("/api/v1/jobs", Some(&token)).await.status(), 200);
+    patch(json!({"disabled": true})).await;
+    assert_envelope(
+        app.get("/api/v1/me", Some(&token)).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    patch(json!({"disabled": false})).await;
+    assert_eq!(app.get("/api/v1/me", Some(&token)).await.status(), 200);
+
+    let list: Value = app.get_json("/api/v1/tokens", Some(&token)).await;
+    let id = list["tokens"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.get("/api/v1/me", Some(&token)).await.status(), 200);
+    assert_eq!(
+        app.delete(&format!("/api/v1/tokens/{id}"), Some(&token))
+            .await
+            .status(),
+        204
+    );
+    assert_envelope(
+        app.get("/api/v1/me", Some(&token)).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    app.stop().await;
+}

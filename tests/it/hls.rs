@@ -92,7 +92,6 @@ async fn check_tree(store: &BlobStore, id: &str) -> (Vec<u32>, f64) {
         let total: f64 = media.segments.iter().map(|s| f64::from(s.duration)).sum();
         first_duration.get_or_insert(total);
     }
-    // Nothing under the prefix that no playlist names.
     let stored: std::collections::BTreeSet<String> = store
         .list(&dir)
         .await
@@ -100,6 +99,15 @@ async fn check_tree(store: &BlobStore, id: &str) -> (Vec<u32>, f64) {
         .into_iter()
         .map(|m| m.key.to_string())
         .collect();
+    // One progressive AAC file per rung, named by its SHA-256 too.
+    let progressive: Vec<&String> = stored.iter().filter(|k| k.ends_with(".m4a")).collect();
+    assert_eq!(progressive.len(), rungs.len(), "{stored:?}");
+    for key in progressive {
+        let stem = key.rsplit('/').next().unwrap().trim_end_matches(".m4a");
+        assert_eq!(stem, hex(&Sha256::digest(read(store, key).await)), "{key}");
+        referenced.insert(key.clone());
+    }
+    // Nothing else under the prefix that no playlist names.
     assert_eq!(stored, referenced);
     (rungs, first_duration.unwrap())
 }

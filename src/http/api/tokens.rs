@@ -170,9 +170,11 @@ pub(crate) async fn issue(
 async fn revoke(id: String, who: Principal, s: AppState) -> Result<Response, Rejection> {
     let owner = scope(&who);
     let target = id.clone();
-    s.db.call(move |c| store::revoke_token(c, &target, owner.as_deref(), now()))
-        .await
-        .map_err(ApiError::from)?;
+    let revoked =
+        s.db.call(move |c| store::revoke_token(c, &target, owner.as_deref(), now()))
+            .await;
+    s.caches.accounts_changed();
+    revoked.map_err(ApiError::from)?;
     tracing::info!(by = %who.user.id, token_id = %id, "API token revoked");
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
 }

@@ -180,8 +180,10 @@ async fn patch(
     };
     let user =
         s.db.call(move |c| store::update_user(c, &id, &change))
-            .await
-            .map_err(ApiError::from)?;
+            .await;
+    // Whatever happened (a role, a disable, a password), no cached token outlives it.
+    s.caches.accounts_changed();
+    let user = user.map_err(ApiError::from)?;
     tracing::info!(by = %who.user.id, user_id = %user.id, "user changed");
     Ok(warp::reply::json(&user).into_response())
 }
@@ -218,9 +220,9 @@ async fn app_password(id: String, who: Principal, s: AppState) -> Result<Respons
               (status = 404, body = ErrorEnvelope), (status = 409, description = "Last enabled admin", body = ErrorEnvelope)))]
 async fn delete(id: String, who: Principal, s: AppState) -> Result<Response, Rejection> {
     let target = id.clone();
-    s.db.call(move |c| store::delete_user(c, &target))
-        .await
-        .map_err(ApiError::from)?;
+    let deleted = s.db.call(move |c| store::delete_user(c, &target)).await;
+    s.caches.accounts_changed();
+    deleted.map_err(ApiError::from)?;
     tracing::info!(by = %who.user.id, user_id = %id, "user deleted");
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
 }
