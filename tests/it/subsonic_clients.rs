@@ -79,14 +79,24 @@ fn tagged(dir: &Path, i: usize, t: &Tags) -> PathBuf {
         .args(["-v", "error", "-y", "-f", "lavfi", "-i"]);
     cmd.arg(format!("sine=frequency={}:duration=4", 330 + 110 * i));
     if t.cover {
-        cmd.args([
-            "-f",
-            "lavfi",
-            "-i",
-            "color=c=teal:s=64x64",
-            "-frames:v",
-            "1",
-        ]);
+        // A still picture first: a lavfi video source as the second input never ends.
+        let png = dir.join("cover.png");
+        let made = Command::new(&ffmpeg)
+            .args([
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "color=c=teal:s=64x64",
+            ])
+            .args(["-frames:v", "1"])
+            .arg(&png)
+            .output()
+            .unwrap();
+        assert!(made.status.success(), "ffmpeg: {}", stderr(&made));
+        cmd.arg("-i").arg(&png);
         cmd.args(["-map", "0:a", "-map", "1:v", "-c:v", "png"]);
         cmd.args(["-disposition:v", "attached_pic"]);
     }
@@ -204,8 +214,9 @@ async fn library(app: &TestApp, dir: &Path, how_many: usize) -> Value {
         let r = app
             .upload_with(&token, &file, &[("visibility", "public")])
             .await;
-        assert_eq!(r.status(), 201);
+        let status = r.status();
         let up: Value = r.json().await.unwrap();
+        assert_eq!(status, 201, "upload of {}: {up}", t.title);
         let id = up["id"].as_str().unwrap().to_owned();
         let sha = hex_sha(&std::fs::read(&file).unwrap());
         assert_eq!(up["sha256"], sha.as_str());
@@ -229,8 +240,9 @@ async fn library(app: &TestApp, dir: &Path, how_many: usize) -> Value {
             &json!({}),
         )
         .await;
-    assert_eq!(r.status(), 201);
+    let status = r.status();
     let made: Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{made}");
     assert_eq!(made["username"], "root");
     let app_password = made["app_password"].as_str().unwrap().to_owned();
     assert_ne!(app_password, LOGIN_PASSWORD);
