@@ -332,8 +332,13 @@ def xml_parity(records):
         if key in seen:
             continue
         seen.add(key)
-        typ = r["params"].get("type", [""])[0]
-        parity(method, r["params"], unordered=method == "getRandomSongs" or typ == "random")
+        random = method == "getRandomSongs" or r["params"].get("type") == ["random"]
+        size = int(r["params"].get("size", ["10"])[0])
+        if random and size < len(SCENE["tracks"]):
+            # Two random draws of a subset differ; only a draw of everything can be compared.
+            print(f"[validate] xml = json: {method} {r['params']} → not comparable (random subset)")
+            continue
+        parity(method, r["params"], unordered=random)
     # Errors, as XML too.
     parity("getSong", {"id": ["00000000-0000-0000-0000-000000000000"]}, label="getSong error 70")
     parity("getSong", {}, label="getSong error 10")
