@@ -241,22 +241,23 @@ async fn library(app: &TestApp, dir: &Path, how_many: usize) -> Value {
         assert_eq!(got["genre"], t["genre"], "{got}");
         assert_eq!(got["year"], t["year"], "{got}");
     }
+    let app_password = app_password_of(app, &token, &uid, "root").await;
+    assert_ne!(app_password, LOGIN_PASSWORD);
+    // A listener of the same household: their own stars, plays and playlists.
     let r = app
         .post_json(
-            &format!("/api/v1/users/{uid}/app-password"),
+            "/api/v1/users",
             Some(&token),
-            &json!({}),
+            &json!({"username": "kim", "password": "kims-login-password", "role": "listener"}),
         )
         .await;
-    let status = r.status();
-    let made: Value = r.json().await.unwrap();
-    assert_eq!(status, 201, "{made}");
-    assert_eq!(made["username"], "root");
-    let app_password = made["app_password"].as_str().unwrap().to_owned();
-    assert_ne!(app_password, LOGIN_PASSWORD);
+    assert_eq!(r.status(), 201);
+    let kim: Value = r.json().await.unwrap();
+    let kim_password = app_password_of(app, &token, kim["id"].as_str().unwrap(), "kim").await;
     json!({
         "username": "root",
         "app_password": app_password,
+        "listener": {"username": "kim", "app_password": kim_password},
         "login_password": LOGIN_PASSWORD,
         "api_key": token,
         "tracks": tracks,
@@ -264,6 +265,22 @@ async fn library(app: &TestApp, dir: &Path, how_many: usize) -> Value {
         "record": dir.join("answers.jsonl"),
         "workdir": dir,
     })
+}
+
+/// A new app password for the user `id` (named `username`), made by the admin `token`.
+async fn app_password_of(app: &TestApp, token: &str, id: &str, username: &str) -> String {
+    let r = app
+        .post_json(
+            &format!("/api/v1/users/{id}/app-password"),
+            Some(token),
+            &json!({}),
+        )
+        .await;
+    let status = r.status();
+    let made: Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["username"], username);
+    made["app_password"].as_str().unwrap().to_owned()
 }
 
 fn write_scene(dir: &Path, scene: &Value) -> PathBuf {

@@ -53,6 +53,7 @@ const api = (auth, extra = {}) => new SubsonicAPI({ url: scene.url, auth, fetch:
 const tokenApi = api({ username: scene.username, password: scene.app_password });
 const postApi = api({ username: scene.username, password: scene.app_password }, { post: true });
 const keyApi = api({ apiKey: scene.api_key });
+const listenerApi = api({ username: scene.listener.username, password: scene.listener.app_password });
 
 // Throws unless the answer is ok.
 function ok(answer, what) {
@@ -113,6 +114,12 @@ async function playlist() {
   expectEq(pl.comment, "hi", "comment");
   const lists = ok(await keyApi.getPlaylists(), "getPlaylists (apiKey)").playlists;
   expect(asList(lists.playlist).some((p) => p.id === made.id), "apiKey user does not see the playlist");
+  // Playlists are per user: the listener neither lists nor deletes root's.
+  const theirs = ok(await listenerApi.getPlaylists(), "listener getPlaylists").playlists;
+  expect(!asList(theirs.playlist).some((p) => p.id === made.id), "the listener lists root's playlist");
+  const del = await listenerApi.deletePlaylist({ id: made.id });
+  expect(del.status === "failed", `the listener deleted root's playlist: ${JSON.stringify(del)}`);
+  ok(await tokenApi.getPlaylist({ id: made.id }), "root's playlist after the listener's delete");
   ok(await tokenApi.deletePlaylist({ id: made.id }), "deletePlaylist");
   const gone = await tokenApi.getPlaylist({ id: made.id });
   expectEq(gone.error?.code, 70, "getPlaylist after delete");
@@ -125,6 +132,9 @@ async function stars() {
   expectEq(asList(s2.song).map((s) => s.id), [t.id], "starred songs");
   expectEq(asList(s2.album).map((a) => a.id), [found.album], "starred albums");
   expectEq(asList(s2.artist).map((a) => a.id), [found.artist], "starred artists");
+  // Stars are per user.
+  const kims = ok(await listenerApi.getStarred2(), "listener getStarred2").starred2;
+  expectEq(asList(kims.song).length + asList(kims.album).length + asList(kims.artist).length, 0, "listener's stars");
   ok(await tokenApi.unstar({ id: t.id, albumId: found.album, artistId: found.artist }), "unstar");
   const after = ok(await tokenApi.getStarred2(), "getStarred2 after unstar").starred2;
   expectEq(asList(after.song).length + asList(after.album).length + asList(after.artist).length, 0, "stars left");
@@ -142,6 +152,34 @@ async function stream(client, label) {
     const bytes = Buffer.from(await res.arrayBuffer());
     expectEq(sha256(bytes), t.sha256, `${label} stream ${t.title} sha256`);
   }
+}
+
+async function plays() {
+  // py-sonic (as root) scrobbled the second track once; play counts are per user.
+  const t = tracks[1];
+  const mine = ok(await tokenApi.getSong({ id: t.id }), "getSong").song;
+  expectEq(mine.playCount, 1, "root's playCount");
+  const kims = ok(await listenerApi.getSong({ id: t.id }), "listener getSong").song;
+  expectEq(kims.playCount ?? 0, 0, "listener's playCount");
+}
+
+async function hls() {
+  // hls.m3u8 → 302 to the signed master playlist; its URIs resolve against the final URL.
+  const res = await tokenApi.hls({ id: tracks[0].id });
+  expectEq(res.status, 200, "hls.m3u8 status");
+  expect(res.redirected && res.url.startsWith(scene.redirect_prefix), `hls.m3u8 ended at ${res.url}`);
+  const master = await res.text();
+  expect(master.startsWith("#EXTM3U"), `not a playlist: ${master.slice(0, 80)}`);
+  const media = master.split("\n").find((l) => l && !l.startsWith("#"));
+  expect(media, `no variant in ${master}`);
+  const mediaUrl = new URL(media, res.url);
+  const list = await fetch(mediaUrl);
+  expectEq(list.status, 200, `media playlist ${mediaUrl}`);
+  const text = await list.text();
+  const seg = text.split("\n").find((l) => l && !l.startsWith("#"));
+  const segRes = await fetch(new URL(seg, mediaUrl));
+  expectEq(segRes.status, 200, "first segment");
+  expect((await segRes.arrayBuffer()).byteLength > 0, "empty segment");
 }
 
 async function apiKey() {
@@ -175,6 +213,8 @@ await check("playlist round-trip", playlist);
 await check("star/getStarred2/unstar", stars);
 await check("stream (302, original sha256)", () => stream(tokenApi, "token"));
 await check("stream (apiKey, 302, original sha256)", () => stream(keyApi, "apiKey"));
+await check("hls.m3u8 (302, master → media → segment)", hls);
+await check("per-user play counts (scrobble)", plays);
 await check("apiKey auth (44, 43)", apiKey);
 await check("getOpenSubsonicExtensions, getLicense, 40", extensions);
 
