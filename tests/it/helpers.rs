@@ -4,6 +4,7 @@
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -11,6 +12,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use veza::accounts::Role;
 use veza::config::Config;
+use warp::Filter;
 
 /// A running app and what it needs to stay alive.
 pub struct TestApp {
@@ -679,4 +681,92 @@ pub fn hex_sha(b: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The app (after `tweak`) behind a `spawn_edge` edge on loopback: Bunny signing with
+/// `security_key`, tokens verified, the edge's pulls proven by `origin_secret`. Returns the app
+/// and the edge's URL.
+pub async fn spawn_app_behind_edge(
+    security_key: &'static str,
+    origin_secret: &'static str,
+    tweak: impl FnOnce(&mut Config),
+) -> (TestApp, String) {
+    let origin = Arc::new(OnceLock::new());
+    let edge = spawn_edge(origin.clone(), security_key, origin_secret).await;
+    let edge_url = format!("http://{edge}");
+    let app = spawn_app_with(|c| {
+        tweak(c);
+        c.cdn.enabled = true;
+        c.cdn.provider = veza::config::CdnProvider::Bunny;
+        c.cdn.base_url = Some(url::Url::parse(&edge_url).unwrap());
+        c.cdn.security_key = veza::config::Secret::new(security_key);
+        c.cdn.bunny.verify_tokens = true;
+        c.cdn.bunny.origin_secret = veza::config::Secret::new(origin_secret);
+    })
+    .await;
+    origin.set(app.url("")).unwrap();
+    (app, edge_url)
+}
+
+/// An edge that does what a Bunny pull zone with token authentication and an origin-secret
+/// edge rule does: checks the token (403 otherwise), drops it, and pulls
+/// `{origin}/media{path}` with the origin-secret header. `origin` is set once the app listens.
+pub async fn spawn_edge(
+    origin: Arc<OnceLock<String>>,
+    security_key: &'static str,
+    origin_secret: &'static str,
+) -> SocketAddr {
+    let client = reqwest::Client::new();
+    let route = warp::path::full()
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::headers_cloned())
+        .then(
+            move |full: warp::path::FullPath, query: String, headers: warp::http::HeaderMap| {
+                let client = client.clone();
+                let origin = origin.clone();
+                async move {
+                    let path = full.as_str();
+                    let target = if query.is_empty() {
+                        path.to_owned()
+                    } else {
+                        format!("{path}?{query}")
+                    };
+                    let mut resp = warp::http::Response::builder();
+                    if veza::signing::bunny::verify(
+                        &target,
+                        security_key,
+                        veza::clock::now() as u64,
+                        None,
+                    )
+                    .is_err()
+                    {
+                        return resp
+                            .status(403)
+                            .body(bytes::Bytes::from_static(b"edge: 403"))
+                            .unwrap();
+                    }
+                    // Path form: the first segment is the token; the rest is the object path.
+                    let wire = match path.strip_prefix("/bcdn_token=") {
+                        Some(rest) => &rest[rest.find('/').unwrap()..],
+                        None => path,
+                    };
+                    let mut pull = client
+                        .get(format!("{}/media{wire}", origin.get().unwrap()))
+                        .header(veza::http::media::ORIGIN_SECRET_HEADER, origin_secret);
+                    if let Some(r) = headers.get("range") {
+                        pull = pull.header("range", r.to_str().unwrap());
+                    }
+                    let got = pull.send().await.unwrap();
+                    resp = resp.status(got.status().as_u16());
+                    for (k, v) in got.headers() {
+                        resp = resp.header(k.as_str(), v.as_bytes());
+                    }
+                    resp.body(got.bytes().await.unwrap()).unwrap()
+                }
+            },
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(warp::serve(route).incoming(listener).run());
+    addr
 }

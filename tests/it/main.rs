@@ -20,4 +20,5 @@ mod shutdown;
 mod signing;
 mod storage;
 mod subsonic;
+mod subsonic_clients;
 mod takedown;

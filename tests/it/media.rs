@@ -3,22 +3,20 @@
 //! resolves relative playlist URIs with `url::Url::join`, and, in CDN mode, a Bunny-like edge
 //! on loopback that checks tokens with `veza::signing::bunny::verify`.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use serde_json::Value;
 use veza::accounts::Role;
-use veza::config::{CdnProvider, Config};
+use veza::config::Config;
 use veza::http::media::ORIGIN_SECRET_HEADER;
 use veza::signing::SignRequest;
 use veza::storage::BlobKey;
-use warp::Filter;
 
 use crate::helpers::{
-    TestApp, assert_envelope, header, hex_sha, play, require_tool, spawn_app_with, user_with_token,
+    TestApp, assert_envelope, header, hex_sha, play, require_tool, spawn_app_behind_edge,
+    spawn_app_with, user_with_token,
 };
 
 /// The public URL the app signs with; tests swap it for the real address (port 0 is only
@@ -756,74 +754,10 @@ async fn anonymous_stream_urls_are_rate_limited_per_ip() {
 
 const BUNNY_KEY: &str = "229248f0-f007-4bf9-ba1f-bbf1b4ad9d40";
 
-/// An edge that does what a Bunny pull zone with token authentication and an origin-secret
-/// edge rule does: checks the token (403 otherwise), drops it, and pulls
-/// `{origin}/media{path}` with the secret header.
-async fn spawn_edge(origin: Arc<OnceLock<String>>) -> SocketAddr {
-    let client = reqwest::Client::new();
-    let route = warp::path::full()
-        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .and(warp::header::headers_cloned())
-        .then(
-            move |full: warp::path::FullPath, query: String, headers: warp::http::HeaderMap| {
-                let client = client.clone();
-                let origin = origin.clone();
-                async move {
-                    let path = full.as_str();
-                    let target = if query.is_empty() {
-                        path.to_owned()
-                    } else {
-                        format!("{path}?{query}")
-                    };
-                    let mut resp = warp::http::Response::builder();
-                    if veza::signing::bunny::verify(&target, BUNNY_KEY, now(), None).is_err() {
-                        return resp
-                            .status(403)
-                            .body(Bytes::from_static(b"edge: 403"))
-                            .unwrap();
-                    }
-                    // Path form: the first segment is the token; the rest is the object path.
-                    let wire = match path.strip_prefix("/bcdn_token=") {
-                        Some(rest) => &rest[rest.find('/').unwrap()..],
-                        None => path,
-                    };
-                    let mut pull = client
-                        .get(format!("{}/media{wire}", origin.get().unwrap()))
-                        .header(ORIGIN_SECRET_HEADER, SECRET);
-                    if let Some(r) = headers.get("range") {
-                        pull = pull.header("range", r.to_str().unwrap());
-                    }
-                    let got = pull.send().await.unwrap();
-                    resp = resp.status(got.status().as_u16());
-                    for (k, v) in got.headers() {
-                        resp = resp.header(k.as_str(), v.as_bytes());
-                    }
-                    resp.body(got.bytes().await.unwrap()).unwrap()
-                }
-            },
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(warp::serve(route).incoming(listener).run());
-    addr
-}
-
 #[tokio::test]
 async fn in_cdn_mode_urls_point_at_the_edge_and_play_through_it() {
     let dir = tempfile::tempdir().unwrap();
-    let origin = Arc::new(OnceLock::new());
-    let edge = spawn_edge(origin.clone()).await;
-    let edge_url = format!("http://{edge}");
-    let app = spawn_app_with(|c| {
-        config(c);
-        c.cdn.enabled = true;
-        c.cdn.provider = CdnProvider::Bunny;
-        c.cdn.base_url = Some(url::Url::parse(&edge_url).unwrap());
-        c.cdn.security_key = veza::config::Secret::new(BUNNY_KEY);
-        c.cdn.bunny.verify_tokens = true;
-    })
-    .await;
-    origin.set(app.url("")).unwrap();
+    let (app, edge_url) = spawn_app_behind_edge(BUNNY_KEY, SECRET, config).await;
     let (_, ed) = user_with_token(&app, "ed", Role::Editor).await;
     let t = upload(&app, &ed, &tone(dir.path(), "a.mp3", 440, "red"), "public").await;
     let id = t["id"].as_str().unwrap();
