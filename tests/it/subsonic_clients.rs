@@ -157,21 +157,22 @@ fn node() -> PathBuf {
     node
 }
 
-/// The OpenSubsonic description: `$VEZA_SUBSONIC_SPEC` or `<repo>/../shared/subsonic`. When it
-/// is absent the test says so plainly; under CI it fails.
+/// The OpenSubsonic description: `$OPENSUBSONIC_SPEC` or `<repo>/../shared/subsonic` (it is
+/// read from there, never copied into the project). When it is absent the test says so
+/// plainly, on stderr and in its `SKIPPED PART` line, and runs everything else: a clone
+/// without the reference folder beside it still tests the clients.
 fn spec_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("VEZA_SUBSONIC_SPEC")
+    let dir = std::env::var_os("OPENSUBSONIC_SPEC")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/subsonic"));
     if dir.join("openapi/openapi.json").is_file() {
         return Some(dir);
     }
     let msg = format!(
-        "the OpenSubsonic description is not at {}/openapi/openapi.json (set VEZA_SUBSONIC_SPEC \
+        "the OpenSubsonic description is not at {}/openapi/openapi.json (set OPENSUBSONIC_SPEC \
          to the folder holding openapi/): the JSON schema and XML checks cannot run",
         dir.display()
     );
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
     eprintln!("SKIPPED PART: {msg}");
     None
 }

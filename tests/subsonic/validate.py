@@ -3,7 +3,7 @@
 
 1. Every JSON answer recorded by pysonic_client.py and node_client.mjs is validated against the
    response schema of its endpoint in the OpenSubsonic OpenAPI description (multi-file, relative
-   $refs, read from VEZA_SUBSONIC_SPEC or the scene's `spec`; never copied into the project).
+   $refs, read from OPENSUBSONIC_SPEC or the scene's `spec`; never copied into the project).
 2. For each endpoint seen, the same call is made again as JSON (f=json) and as XML (no f: XML is
    the default), and the XML (namespace http://subsonic.org/restapi, root subsonic-response) must
    carry the same content: attributes ↔ scalar fields, child elements ↔ objects and array items,
@@ -49,11 +49,11 @@ def fail(msg):
 
 # --- the description --------------------------------------------------------------------------
 def spec_dir():
-    d = Path(os.environ.get("VEZA_SUBSONIC_SPEC") or SCENE.get("spec") or "")
+    d = Path(os.environ.get("OPENSUBSONIC_SPEC") or SCENE.get("spec") or "")
     if not (d / "openapi" / "openapi.json").is_file():
         print(
             f"[validate] the OpenSubsonic description is not at {d}/openapi/openapi.json "
-            "(set VEZA_SUBSONIC_SPEC to the folder holding openapi/)",
+            "(set OPENSUBSONIC_SPEC to the folder holding openapi/)",
             file=sys.stderr,
         )
         sys.exit(2)
