@@ -101,6 +101,11 @@ async fn fails(app: &TestApp, method: &str, auth: &Auth<'_>, params: &[(&str, &s
     b["error"]["code"].as_u64().unwrap()
 }
 
+/// The body of a GET, as text.
+async fn text(client: &reqwest::Client, url: &str) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// The `Location` of a 302 (asserted), fetched with `no_follow`.
 async fn location(app: &TestApp, no_follow: &reqwest::Client, url: &str) -> String {
     let r = no_follow.get(url).send().await.unwrap();
@@ -354,15 +359,11 @@ async fn listeners_log_in_browse_and_play_through_signed_redirects() {
     );
 
     // The XML form (the default) says the same in the Subsonic namespace.
-    let xml = app
-        .client
-        .get(rest_url(&app, "getAlbum", &kim, &[("id", &album_id)]))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let xml = text(
+        &app.client,
+        &rest_url(&app, "getAlbum", &kim, &[("id", &album_id)]),
+    )
+    .await;
     assert!(
         xml.contains(r#"<subsonic-response xmlns="http://subsonic.org/restapi" "#)
             && xml.contains(r#" status="ok""#),
@@ -450,14 +451,7 @@ async fn listeners_log_in_browse_and_play_through_signed_redirects() {
         &rest_url(&app, "hls.m3u8", &kim, &[("id", &ids[0])]),
     )
     .await;
-    let master = no_follow
-        .get(&hls)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let master = text(&no_follow, &hls).await;
     assert!(
         master.starts_with("#EXTM3U") && master.contains("64k.m3u8"),
         "{master}"
