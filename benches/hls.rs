@@ -30,6 +30,8 @@ fn options() -> Options {
         rungs: LADDER.to_vec(),
         segment_secs: 6,
         timeout: Duration::from_secs(1800),
+        gain_db: None,
+        source: Default::default(),
     }
 }
 

@@ -39,6 +39,9 @@ pub enum CliError {
     /// A job command failed for a reason other than its input.
     #[error("{0}")]
     Jobs(crate::jobs::JobError),
+    /// A library command failed for a reason other than its input.
+    #[error("{0}")]
+    Library(crate::library::LibraryError),
     /// The data dir or database a command needs does not exist (exit 66, EX_NOINPUT).
     #[error("{0}")]
     NoDatabase(String),
@@ -86,6 +89,7 @@ impl CliError {
             | CliError::Io(_)
             | CliError::Accounts(_)
             | CliError::Jobs(_)
+            | CliError::Library(_)
             | CliError::Import(_) => 1,
         }
     }

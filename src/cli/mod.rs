@@ -11,6 +11,7 @@ use crate::db::Db;
 use crate::{telemetry, version};
 
 mod admin;
+mod analyze;
 mod assets;
 mod error;
 mod import;
@@ -70,6 +71,16 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Queue the audio analysis (loudness, ReplayGain, waveform peaks, gapless data) of tracks
+    /// packaged before it existed; the server's job workers run it.
+    Analyze {
+        /// Every track not analysed yet.
+        #[arg(long)]
+        all: bool,
+        /// These tracks (analysed again if they were).
+        #[arg(value_name = "TRACK_ID")]
+        ids: Vec<String>,
+    },
     /// Archive the database (a consistent snapshot, safe while serving), the config and the
     /// local blobs into OUT.tar.
     Backup(crate::backup::command::BackupArgs),
@@ -120,6 +131,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             visibility,
             dry_run,
         } => import::import(&cfg, &dir, &visibility, dry_run),
+        Command::Analyze { all, ids } => analyze::analyze(&cfg, all, &ids),
         Command::Backup(args) => {
             telemetry::init(&cfg.log, std::io::stderr);
             let toml = crate::backup::command::config_toml(&cfg, &fig, args.with_secrets)?;

@@ -309,6 +309,8 @@ pub struct HlsConfig {
     pub segment_secs: u32,
     /// Longest an ffmpeg run may take before it is killed.
     pub timeout_secs: u64,
+    /// Apply the ReplayGain track gain in the renditions (the original is untouched).
+    pub normalize: bool,
 }
 
 /// `[jobs]`, parsed.

@@ -156,6 +156,7 @@ pub struct RawHls {
     pub ladder_kbps: Vec<u64>,
     pub segment_secs: u64,
     pub timeout_secs: u64,
+    pub normalize: bool,
 }
 
 /// `[jobs]`: the background job queue.
@@ -402,6 +403,7 @@ impl Default for RawHls {
             ladder_kbps: vec![64, 128, 256],
             segment_secs: 6,
             timeout_secs: 1800,
+            normalize: false,
         }
     }
 }

@@ -405,6 +405,7 @@ fn validate_hls(c: &Check<'_>, raw: &RawHls) -> Result<HlsConfig, ConfigError> {
         ladder_kbps: ladder,
         segment_secs: raw.segment_secs as u32,
         timeout_secs: raw.timeout_secs,
+        normalize: raw.normalize,
     })
 }
 

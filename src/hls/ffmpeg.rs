@@ -676,6 +676,8 @@ mod tests {
             rungs: vec![64],
             segment_secs: 6,
             timeout: Duration::from_secs(60),
+            gain_db: None,
+            source: Default::default(),
         };
         let r = crate::hls::package(
             &evil,

@@ -13,6 +13,7 @@
 //! same bytes, so the command asks for bit-exact codecs and muxers and drops all metadata (a
 //! test packages twice and compares).
 
+pub mod analysis;
 mod ffmpeg;
 mod playlist;
 mod upload;
@@ -29,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::HlsConfig;
 use crate::storage::StoreError;
 
+pub use analysis::{Analysis, Gapless, Measured};
 pub use ffmpeg::{AUDIO_DEMUXERS, detect_ffmpeg};
 pub use upload::{UploadReport, upload};
 
@@ -104,7 +106,7 @@ pub fn pick_rungs(ladder: &[u32], source_kbps: Option<u32>) -> Vec<u32> {
 }
 
 /// How to package.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     /// ffmpeg program: a name on PATH or a path.
     pub ffmpeg: String,
@@ -114,6 +116,50 @@ pub struct Options {
     pub segment_secs: u32,
     /// Longest the ffmpeg run may take.
     pub timeout: Duration,
+    /// Gain applied to the renditions (`hls.normalize`), dB; the analysis measures the
+    /// audio before it.
+    pub gain_db: Option<f64>,
+    /// What the probe said about the source.
+    pub source: Source,
+}
+
+/// What the probe said about a source: pins the decoded format before it is split (ffmpeg 5.1
+/// cannot negotiate a conversion behind a split whose rate or layout is still a list), and
+/// sizes the waveform blocks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Source {
+    /// Sample rate, Hz.
+    pub sample_rate: Option<u32>,
+    /// Channel count.
+    pub channels: Option<u8>,
+    /// Duration.
+    pub duration: Option<Duration>,
+}
+
+impl Source {
+    /// The renditions' rate for this source: its own when AAC players take it everywhere,
+    /// else the nearest such rate (as `aformat` picks).
+    fn output_rate(rate: u32) -> u32 {
+        SAMPLE_RATES
+            .split('|')
+            .filter_map(|r| r.parse::<u32>().ok())
+            .min_by_key(|r| (r.abs_diff(rate), std::cmp::Reverse(*r)))
+            .unwrap_or(48_000)
+    }
+
+    /// The `aformat` that converts the decoded audio once, for every branch.
+    fn aformat(&self) -> String {
+        let rates = match self.sample_rate {
+            Some(r) => Source::output_rate(r).to_string(),
+            None => SAMPLE_RATES.to_owned(),
+        };
+        let layouts = match self.channels {
+            Some(1) => "mono",
+            Some(_) => "stereo",
+            None => "mono|stereo",
+        };
+        format!("aformat=sample_rates={rates}:channel_layouts={layouts}")
+    }
 }
 
 impl Options {
@@ -124,6 +170,8 @@ impl Options {
             rungs,
             segment_secs: cfg.segment_secs,
             timeout: Duration::from_secs(cfg.timeout_secs),
+            gain_db: None,
+            source: Source::default(),
         }
     }
 
@@ -157,6 +205,8 @@ pub enum FileKind {
     Master,
     /// A rung's progressive AAC file, `seg/{sha256}.m4a` (the same encode as its segments).
     Progressive,
+    /// The waveform peaks, `peaks/{sha256}.json`.
+    Peaks,
 }
 
 /// One file of the packaged tree.
@@ -193,7 +243,7 @@ pub struct Rendition {
 }
 
 /// A packaged tree in the work dir, ready for [`upload`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Packaged {
     /// Every file: init and media segments (by name), media playlists (ascending), master.
     pub files: Vec<OutFile>,
@@ -201,6 +251,8 @@ pub struct Packaged {
     pub renditions: Vec<Rendition>,
     /// The master playlist's name, [`MASTER`].
     pub master: String,
+    /// Loudness, gapless data and the peaks object (also in `files`).
+    pub analysis: Analysis,
 }
 
 /// Packages `input` into `work_dir` (which the caller created, empty, and removes): ONE ffmpeg
@@ -231,6 +283,11 @@ pub async fn package(
             std::io::ErrorKind::NotADirectory,
         )));
     }
+    let mut opts = opts.clone();
+    if opts.source.duration.is_none() {
+        opts.source.duration = duration_hint;
+    }
+    let opts = &opts;
     let args = ffmpeg_args(&input, opts);
     let run = ffmpeg::Run {
         program: &opts.ffmpeg,
@@ -245,13 +302,16 @@ pub async fn package(
         return Err(HlsError::Cancelled);
     }
     let rungs = opts.rungs.clone();
-    tokio::task::spawn_blocking(move || playlist::finish(&work_dir, &rungs))
-        .await
-        .map_err(|e| HlsError::Io {
-            op: "join",
-            path: String::new(),
-            source: std::io::Error::other(e.to_string()),
-        })?
+    tokio::task::spawn_blocking(move || {
+        let analysis = analysis::finish(&work_dir, &rungs)?;
+        playlist::finish(&work_dir, &rungs, analysis)
+    })
+    .await
+    .map_err(|e| HlsError::Io {
+        op: "join",
+        path: String::new(),
+        source: std::io::Error::other(e.to_string()),
+    })?
 }
 
 /// Name of the playlist ffmpeg writes for a rung (its segments share the stem), in the work dir.
@@ -259,8 +319,8 @@ pub(crate) fn raw_stem(kbps: u32) -> String {
     format!("ff-{kbps}k")
 }
 
-/// Sample rates AAC-LC players take everywhere; `aformat` picks the nearest, so a source
-/// above 48 kHz is resampled and anything else keeps its rate.
+/// Sample rates AAC-LC players take everywhere; the nearest is picked, so a source above
+/// 48 kHz is resampled and anything else keeps its rate.
 const SAMPLE_RATES: &str = "48000|44100|32000|24000|22050|16000|12000|11025|8000";
 
 /// The ffmpeg arguments [`package`] runs with (`input` absolute; outputs relative to the work
@@ -281,11 +341,22 @@ pub fn ffmpeg_args(input: &Path, opts: &Options) -> Vec<OsString> {
     a.push("-i".into());
     a.push(file);
     // Decode once, convert once (stereo at most, 48 kHz at most), split to every encoder.
+    // Two more branches measure loudness and the waveform (issue 21); `hls.normalize` puts
+    // its gain on the encoders' side only.
     let n = opts.rungs.len();
     let labels: String = (0..n).map(|i| format!("[a{i}]")).collect();
-    let graph = format!(
-        "[0:a:0]aformat=sample_rates={SAMPLE_RATES}:channel_layouts=mono|stereo,asplit={n}{labels}"
-    );
+    let format = format!("[0:a:0]{}", opts.source.aformat());
+    let samples = opts.source.duration.map(|d| {
+        let rate = opts.source.sample_rate.map_or(44_100, Source::output_rate);
+        d.as_millis() as u64 * u64::from(rate) / 1000
+    });
+    let analysis = analysis::filter_chains("loud", "wave", samples);
+    let graph = match opts.gain_db {
+        Some(db) => format!(
+            "{format},asplit=3[enc][loud][wave];[enc]volume={db:.2}dB,asplit={n}{labels};{analysis}"
+        ),
+        None => format!("{format},asplit={}{labels}[loud][wave];{analysis}", n + 2),
+    };
     a.extend(["-filter_complex".into(), graph.into()]);
     let segment_secs = opts.segment_secs.to_string();
     for (i, k) in opts.rungs.iter().enumerate() {

@@ -11,12 +11,17 @@ use m3u8_rs::{MasterPlaylist, MediaPlaylist, MediaPlaylistType, VariantStream};
 use sha2::{Digest, Sha256};
 
 use super::{
-    CODECS, FileKind, HlsError, MASTER, OutFile, Packaged, Rendition, SEGMENT_DIR, io_err, raw_stem,
+    Analysis, CODECS, FileKind, HlsError, MASTER, OutFile, Packaged, Rendition, SEGMENT_DIR,
+    io_err, raw_stem,
 };
 
 /// Turns ffmpeg's output for `rungs` in `work_dir` into the final tree; ffmpeg's own files are
 /// gone afterwards.
-pub(crate) fn finish(work_dir: &Path, rungs: &[u32]) -> Result<Packaged, HlsError> {
+pub(crate) fn finish(
+    work_dir: &Path,
+    rungs: &[u32],
+    analysis: Analysis,
+) -> Result<Packaged, HlsError> {
     let seg_dir = work_dir.join(SEGMENT_DIR);
     std::fs::create_dir_all(&seg_dir).map_err(io_err("create", &seg_dir))?;
     let mut blobs: BTreeMap<String, OutFile> = BTreeMap::new();
@@ -34,6 +39,11 @@ pub(crate) fn finish(work_dir: &Path, rungs: &[u32]) -> Result<Packaged, HlsErro
     std::fs::write(&master_path, master).map_err(io_err("write", &master_path))?;
 
     let mut files: Vec<OutFile> = blobs.into_values().collect();
+    files.push(OutFile {
+        name: analysis.peaks.clone(),
+        path: analysis.peaks_path.clone(),
+        kind: FileKind::Peaks,
+    });
     files.extend(playlists);
     files.push(OutFile {
         name: MASTER.into(),
@@ -44,6 +54,7 @@ pub(crate) fn finish(work_dir: &Path, rungs: &[u32]) -> Result<Packaged, HlsErro
         files,
         renditions,
         master: MASTER.into(),
+        analysis,
     })
 }
 

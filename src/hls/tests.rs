@@ -59,6 +59,8 @@ fn options(rungs: &[u32]) -> Options {
         rungs: rungs.to_vec(),
         segment_secs: 6,
         timeout: Duration::from_secs(120),
+        gain_db: None,
+        source: Default::default(),
     }
 }
 
@@ -147,6 +149,11 @@ fn assert_valid_tree(work: &Path, pk: &Packaged, rungs: &[u32]) -> Vec<f64> {
                     "named by its SHA-256"
                 );
             }
+            FileKind::Peaks => assert_eq!(
+                f.name,
+                format!("peaks/{}.json", sha256_hex(&bytes)),
+                "named by its SHA-256"
+            ),
             FileKind::MediaPlaylist => assert!(f.name.ends_with("k.m3u8")),
             FileKind::Master => assert_eq!(f.name, MASTER),
         }
@@ -357,7 +364,11 @@ async fn flac_cover_art_and_surround_hi_res_sources_package() {
     ];
     for (i, (input, rungs, want_rate, want_channels)) in cases.into_iter().enumerate() {
         let work = dir.join(format!("work{i}"));
-        let pk = package_into(input, &work, &options(&rungs))
+        // As the packaging job does: the probed rate and channels pin the decoded format.
+        let mut opts = options(&rungs);
+        opts.source.sample_rate = Some(if i == 2 { 96_000 } else { 44_100 });
+        opts.source.channels = Some([2, 1, 6][i]);
+        let pk = package_into(input, &work, &opts)
             .await
             .0
             .unwrap_or_else(|e| panic!("{input:?}: {e}"));

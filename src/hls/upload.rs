@@ -74,7 +74,7 @@ pub async fn upload(
     for f in &p.files {
         if matches!(
             f.kind,
-            FileKind::Init | FileKind::Segment | FileKind::Progressive
+            FileKind::Init | FileKind::Segment | FileKind::Progressive | FileKind::Peaks
         ) {
             let key = key_of(f)?;
             let known = stored.get(key.as_str()).copied();

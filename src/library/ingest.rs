@@ -244,6 +244,10 @@ impl Ingest {
             original_key: original.key.clone(),
             cover_key,
             hls_key: None,
+            loudness: None,
+            gapless: None,
+            peaks_url: None,
+            peaks_key: None,
         };
         let new = NewTrack {
             id,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::storage::BlobKey;
 
+pub mod analysis;
 pub mod blobs;
 pub mod catalog;
 pub mod import;
@@ -36,6 +37,8 @@ pub struct TrackAccess {
     pub hls_key: Option<BlobKey>,
     /// Blob key of the cover, if any.
     pub cover_key: Option<BlobKey>,
+    /// Blob key of the waveform peaks, once analysed.
+    pub peaks_key: Option<BlobKey>,
 }
 
 /// Which tracks own an object: the key of a [`store::owners`] lookup (and of its cache).
@@ -299,6 +302,15 @@ pub struct Track {
     /// Blob key of the HLS master playlist (internal).
     #[serde(skip)]
     pub hls_key: Option<BlobKey>,
+    /// Loudness and ReplayGain 2.0 values; null until the track is analysed.
+    pub loudness: Option<analysis::Loudness>,
+    /// Gapless data of the HLS renditions; null until the track is analysed.
+    pub gapless: Option<analysis::Gapless>,
+    /// Signed URL of the waveform peaks (audiowaveform JSON v2); null until analysed.
+    pub peaks_url: Option<String>,
+    /// Blob key of the peaks object (internal).
+    #[serde(skip)]
+    pub peaks_key: Option<BlobKey>,
 }
 
 #[cfg(test)]

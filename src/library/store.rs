@@ -79,6 +79,10 @@ pub(super) fn row(r: &Row<'_>) -> rusqlite::Result<Track> {
         original_key: parsed(r, 19)?,
         cover_key,
         hls_key,
+        loudness: None,
+        gapless: None,
+        peaks_url: None,
+        peaks_key: None,
     })
 }
 
@@ -87,6 +91,7 @@ pub(super) fn with_tags(c: &Connection, mut t: Track) -> Result<Track, LibraryEr
     t.tags = st
         .query_map([t.id.as_str()], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
+    super::analysis::attach(c, &mut t)?;
     Ok(t)
 }
 
@@ -406,9 +411,7 @@ pub fn update(
     now: i64,
 ) -> Result<Track, LibraryError> {
     let tx = c.transaction()?;
-    if get(&tx, id)?.is_none() {
-        return Err(LibraryError::NotFound);
-    }
+    let before = super::analysis::album_of(&tx, id)?.ok_or(LibraryError::NotFound)?;
     let sets: [(&str, Option<SqlValue>); 5] = [
         ("title", ch.title.clone().map(SqlValue::Text)),
         ("artist", ch.artist.clone().map(SqlValue::Text)),
@@ -433,6 +436,13 @@ pub fn update(
     }
     if let Some(tags) = &ch.tags {
         set_tags(&tx, id.as_str(), tags)?;
+    }
+    if ch.album.is_some() || ch.artist.is_some() {
+        // Both albums change: the one it left and the one it joined.
+        super::analysis::refresh_album(&tx, &before)?;
+        if let Some(after) = super::analysis::album_of(&tx, id)? {
+            super::analysis::refresh_album(&tx, &after)?;
+        }
     }
     tx.execute(
         "UPDATE tracks SET updated_at = ?1 WHERE id = ?2",
@@ -474,7 +484,11 @@ pub fn progressive(
 pub fn delete(c: &mut Connection, id: &TrackId) -> Result<Vec<BlobKey>, LibraryError> {
     let tx = c.transaction()?;
     let t = get(&tx, id)?.ok_or(LibraryError::NotFound)?;
+    let album = super::analysis::album_of(&tx, id)?;
     tx.execute("DELETE FROM tracks WHERE id = ?1", [id.as_str()])?;
+    if let Some(album) = album {
+        super::analysis::refresh_album(&tx, &album)?;
+    }
     let mut unreferenced = Vec::new();
     for key in std::iter::once(t.original_key).chain(t.cover_key) {
         let used: i64 = tx.query_row(
@@ -492,7 +506,8 @@ pub fn delete(c: &mut Connection, id: &TrackId) -> Result<Vec<BlobKey>, LibraryE
 
 /// The tracks owning an object (one, or several sharing a cover), ordered by id.
 pub fn owners(c: &Connection, owner: &OwnerKey) -> Result<Vec<TrackAccess>, LibraryError> {
-    const COLS: &str = "id, visibility, status, content_type, original_key, hls_key, cover_key";
+    const COLS: &str = "id, visibility, status, content_type, original_key, hls_key, cover_key, \
+        (SELECT peaks_key FROM track_analysis a WHERE a.track_id = tracks.id)";
     let row = |r: &Row<'_>| -> rusqlite::Result<TrackAccess> {
         let vis: String = r.get(1)?;
         let status: String = r.get(2)?;
@@ -505,6 +520,7 @@ pub fn owners(c: &Connection, owner: &OwnerKey) -> Result<Vec<TrackAccess>, Libr
             original_key: parsed(r, 4)?,
             hls_key: parsed_opt(r, 5)?,
             cover_key: parsed_opt(r, 6)?,
+            peaks_key: parsed_opt(r, 7)?,
         })
     };
     Ok(match owner {

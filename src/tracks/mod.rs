@@ -309,6 +309,16 @@ impl TrackService {
     ) -> Result<SignedUrl, TrackError> {
         stream::stream_url(self, viewer, id, format, ip).await
     }
+
+    /// A signed URL of the track's waveform peaks (`None` before analysis).
+    pub async fn peaks_url(
+        &self,
+        viewer: Viewer,
+        id: &TrackId,
+        ip: IpAddr,
+    ) -> Result<Option<String>, TrackError> {
+        stream::peaks_url(self, viewer, id, ip).await
+    }
 }
 
 impl Runner for TrackService {

@@ -12,7 +12,7 @@ use super::Inner as Service;
 use crate::datadir::work_dir as work_root;
 use crate::hls::{self, HlsError};
 use crate::jobs::{Job, JobCtx, JobFailure};
-use crate::library::{TrackId, lifecycle, store as tracks};
+use crate::library::{TrackId, analysis, lifecycle, store as tracks};
 use crate::storage::BlobKey;
 
 /// The blob prefix of a track's HLS tree.
@@ -137,21 +137,41 @@ async fn package_into(
     }
 
     let cfg = &s.config.hls;
-    let opts = hls::Options {
+    let mut opts = hls::Options {
         ffmpeg: cfg.ffmpeg.clone(),
         rungs: hls::pick_rungs(&cfg.ladder_kbps, track.bitrate_kbps),
         segment_secs: cfg.segment_secs,
         timeout: Duration::from_secs(cfg.timeout_secs),
+        gain_db: None,
+        source: hls::Source::default(),
     };
     let hint = track
         .duration_ms
         .and_then(|ms| u64::try_from(ms).ok())
         .map(Duration::from_millis);
+    opts.source = hls::Source {
+        sample_rate: track.sample_rate,
+        channels: track.channels,
+        duration: hint,
+    };
     // ffmpeg is most of the work; the upload is the last tenth.
     let report = |p: f64| ctx.report(p * 0.9);
-    let packaged = hls::package(&input, out, &opts, hint, &report, &ctx.cancel)
+    let mut packaged = hls::package(&input, out, &opts, hint, &report, &ctx.cancel)
         .await
         .map_err(hls_failure)?;
+    if cfg.normalize {
+        // The gain needs the loudness, which only this run measured: encode again with it.
+        let m = &packaged.analysis.loudness;
+        opts.gain_db = Some(normalize_gain(m.integrated_lufs, m.true_peak_dbtp));
+        let again = work.join("normalized");
+        tokio::fs::create_dir_all(&again).await.map_err(failed)?;
+        let analysis = packaged.analysis.clone();
+        packaged = hls::package(&input, &again, &opts, hint, &report, &ctx.cancel)
+            .await
+            .map_err(hls_failure)?;
+        // What was measured is the original's loudness, not the normalized renditions'.
+        packaged.analysis.loudness = analysis.loudness;
+    }
     let prefix = hls_prefix(id);
     let up = hls::upload(&s.store, &prefix, &packaged)
         .await
@@ -175,12 +195,27 @@ async fn package_into(
         s.db.call(move |c| lifecycle::mark_packaged(c, &track_id, &master, &renditions, now))
             .await
             .map_err(failed)?;
+    if still_there {
+        // After the track is marked: a crash in between reruns the job, which records it.
+        let a = packaged.analysis;
+        let peaks = format!("{prefix}/{}", a.peaks);
+        let track_id = id.clone();
+        s.db.call(move |c| analysis::record(c, &track_id, &a.loudness, &a.gapless, &peaks, now))
+            .await
+            .map_err(failed)?;
+    }
     s.tracks_changed();
     if !still_there {
         // Deleted while we packaged: what we uploaded belongs to nobody.
         remove_tree(s, &prefix).await;
     }
     Ok(())
+}
+
+/// The gain `hls.normalize` applies: to the ReplayGain reference, but never lifting the true
+/// peak above −1 dBTP.
+fn normalize_gain(integrated_lufs: f64, true_peak_dbtp: f64) -> f64 {
+    analysis::gain_db(integrated_lufs).min(-1.0 - true_peak_dbtp)
 }
 
 fn hls_failure(e: HlsError) -> JobFailure {

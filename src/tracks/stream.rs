@@ -106,13 +106,8 @@ pub(super) async fn stream_url(
 ) -> Result<SignedUrl, TrackError> {
     let s = &svc.inner;
     let (t, target) = target(svc, viewer, id, format).await?;
-    let cfg = &s.config.cdn;
-    let issued_at = u64::try_from(crate::clock::now()).unwrap_or_default();
-    let mut req = SignRequest::new(String::new(), issued_at);
-    // Binding is a Bunny zone setting; the local fallback then binds the same viewer.
-    if s.cdn.is_enabled() && cfg.provider == CdnProvider::Bunny && cfg.bunny.ip_binding {
-        req.ip = Some(ip);
-    }
+    let mut req = sign_request(s, String::new(), ip);
+    let issued_at = req.now;
     // The same URL for every viewer of a track while it is young: fewer signatures, and
     // browsers and edges see one URL instead of one per request.
     let cache_key = StreamKey {
@@ -149,6 +144,40 @@ pub(super) async fn stream_url(
             .insert(cache_key, (signed.clone(), issued_at), generation);
     }
     Ok(signed)
+}
+
+/// A request to sign `path` now for a viewer at `ip`.
+fn sign_request(s: &super::Inner, path: String, ip: IpAddr) -> SignRequest {
+    let cfg = &s.config.cdn;
+    let issued_at = u64::try_from(crate::clock::now()).unwrap_or_default();
+    let mut req = SignRequest::new(path, issued_at);
+    // Binding is a Bunny zone setting; the local fallback then binds the same viewer.
+    if s.cdn.is_enabled() && cfg.provider == CdnProvider::Bunny && cfg.bunny.ip_binding {
+        req.ip = Some(ip);
+    }
+    req
+}
+
+/// A signed URL of the track's waveform peaks for a viewer who may play it; `None` before
+/// the track is analysed or when the viewer may not play it.
+pub(super) async fn peaks_url(
+    svc: &TrackService,
+    viewer: Viewer,
+    id: &TrackId,
+    ip: IpAddr,
+) -> Result<Option<String>, TrackError> {
+    let owners = svc.owners(OwnerKey::Track(id.as_str().to_owned())).await?;
+    let Some(t) = owners.first() else {
+        return Ok(None);
+    };
+    let Some(key) = &t.peaks_key else {
+        return Ok(None);
+    };
+    if may_view(viewer, t.visibility, t.status, super::Purpose::Play) != Verdict::Allowed {
+        return Ok(None);
+    }
+    let req = sign_request(&svc.inner, format!("/{key}"), ip);
+    Ok(Some(svc.inner.cdn.sign(&req)?.url))
 }
 
 #[cfg(test)]

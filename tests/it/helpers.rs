@@ -385,6 +385,50 @@ pub fn piped(mut cmd: Command, input: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// `GET http://{addr}{path}` with a bearer token, as JSON, from synchronous test code.
+pub fn blocking_get_json(
+    rt: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    addr: &str,
+    path: &str,
+    token: &str,
+) -> Value {
+    let (c, url, t) = (
+        client.clone(),
+        format!("http://{addr}{path}"),
+        token.to_owned(),
+    );
+    rt.block_on(async move {
+        c.get(url)
+            .bearer_auth(t)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    })
+}
+
+/// Uploads `file` to the server at `addr` from synchronous test code; asserts 201 and returns
+/// the track id.
+pub fn blocking_upload(
+    rt: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    addr: &str,
+    token: &str,
+    file: &Path,
+) -> String {
+    rt.block_on(async {
+        let r = upload_to(client, &format!("http://{addr}"), token, file, &[]).await;
+        assert_eq!(r.status(), 201);
+        r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    })
+}
+
 /// With the real binary in `home`: creates the admin `root` and an API token for them; returns
 /// the token.
 pub fn cli_admin_token(home: &Path) -> String {

@@ -482,33 +482,11 @@ fn kill_9_during_packaging_then_restart_completes_the_job_once() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = reqwest::Client::new();
     let get = |addr: &str, path: &str| {
-        let (c, url, t) = (
-            client.clone(),
-            format!("http://{addr}{path}"),
-            token.clone(),
-        );
-        rt.block_on(async move {
-            c.get(url)
-                .bearer_auth(t)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        })
+        crate::helpers::blocking_get_json(&rt, &client, addr, path, &token)
     };
 
     let (mut child, addr) = serve_binary(home.path(), &["--config", "veza.toml", "serve"]);
-    let id = rt.block_on(async {
-        let r =
-            crate::helpers::upload_to(&client, &format!("http://{addr}"), &token, &file, &[]).await;
-        assert_eq!(r.status(), 201);
-        r.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    });
+    let id = crate::helpers::blocking_upload(&rt, &client, &addr, &token, &file);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let page = get(&addr, &format!("/api/v1/jobs?track_id={id}"));

@@ -1,5 +1,6 @@
 //! Integration tests: one binary (one link step), one module per area.
 mod accounts;
+mod analysis;
 mod backup;
 mod cli;
 mod dashboard;

@@ -43,6 +43,9 @@ pub struct StreamUrl {
     pub provider: String,
     /// True when the configured provider failed and a fallback signed instead.
     pub fallback: bool,
+    /// Signed URL of the waveform peaks (audiowaveform JSON v2); absent before analysis.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peaks_url: Option<String>,
 }
 
 impl From<SignedUrl> for StreamUrl {
@@ -52,6 +55,7 @@ impl From<SignedUrl> for StreamUrl {
             expires_at: s.expires_at,
             provider: s.provider.as_str().to_owned(),
             fallback: s.fallback,
+            peaks_url: None,
         }
     }
 }
@@ -141,7 +145,13 @@ async fn stream(
         resp.headers_mut().insert(header::CACHE_CONTROL, no_store);
         return Ok(resp);
     }
-    let mut resp = warp::reply::json(&StreamUrl::from(signed)).into_response();
+    let mut body = StreamUrl::from(signed);
+    body.peaks_url = s
+        .tracks
+        .peaks_url(viewer_of(&who), &id, ip)
+        .await
+        .map_err(ApiError::from)?;
+    let mut resp = warp::reply::json(&body).into_response();
     // Signed for this caller, and it expires: no shared cache may keep it.
     resp.headers_mut().insert(header::CACHE_CONTROL, no_store);
     Ok(resp)

@@ -17,7 +17,9 @@ use crate::http::auth::viewer_of;
 use crate::http::auth::{Principal, require, viewer};
 use crate::http::error::ApiError;
 use crate::http::error::ErrorEnvelope;
-use crate::http::filters::{body_error, body_timeout, json_body, stall_limited, with_state};
+use crate::http::filters::{
+    body_error, body_timeout, client_ip, json_body, stall_limited, with_state,
+};
 use crate::http::route;
 use crate::http::state::AppState;
 use crate::library::ingest::{Outcome, Overrides, spool};
@@ -138,6 +140,7 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
         warp::path!("api" / "v1" / "tracks" / TrackId)
             .and(warp::get())
             .and(viewer(s))
+            .and(client_ip())
             .and(with_state(s))
             .and_then(get),
     );
@@ -417,8 +420,18 @@ async fn find_visible(
 
 #[utoipa::path(get, path = "/api/v1/tracks/{id}", tag = "tracks", params(("id" = String, Path, description = "Track id")),
     responses((status = 200, body = Track), (status = 404, body = ErrorEnvelope)))]
-async fn get(id: TrackId, who: Option<Principal>, s: AppState) -> Result<Response, Rejection> {
+async fn get(
+    id: TrackId,
+    who: Option<Principal>,
+    ip: std::net::IpAddr,
+    s: AppState,
+) -> Result<Response, Rejection> {
     let mut t = find_visible(&s, &who, id).await?;
+    t.peaks_url = s
+        .tracks
+        .peaks_url(viewer_of(&who), &t.id, ip)
+        .await
+        .map_err(ApiError::from)?;
     if who.is_none() {
         hide_internals(&mut t);
     }

@@ -245,6 +245,7 @@ mod tests {
             original_key: BlobKey::parse(&format!("originals/e3/b0/{SHA}.flac")).unwrap(),
             hls_key: None,
             cover_key: None,
+            peaks_key: None,
         }
     }
 

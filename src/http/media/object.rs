@@ -21,6 +21,8 @@ pub(super) enum Kind {
     Original,
     /// `covers/ab/cd/{sha256}.{ext}`.
     Cover,
+    /// `tracks/{id}/hls/peaks/{sha256}.json`: waveform peaks, content-addressed like segments.
+    Peaks,
 }
 
 /// A recognised object path.
@@ -53,6 +55,10 @@ impl Object {
                 (is_sha256(sha) && matches!(ext, "mp4" | "m4s" | "m4a"))
                     .then_some((Kind::Segment, canonical_id(id)?))?
             }
+            ["tracks", id, "hls", "peaks", file] => {
+                let sha = file.strip_suffix(".json")?;
+                is_sha256(sha).then_some((Kind::Peaks, canonical_id(id)?))?
+            }
             ["originals", ..] => {
                 let owner = OwnerKey::Original {
                     sha256: key.content_hash()?.to_owned(),
@@ -79,6 +85,7 @@ impl Object {
         let by_ext = match (self.kind, self.ext()) {
             (Kind::Playlist, _) => "application/vnd.apple.mpegurl",
             (Kind::Segment, _) => "audio/mp4",
+            (Kind::Peaks, _) => "application/json",
             (Kind::Original, _) if !track_type.is_empty() => {
                 return HeaderValue::from_str(track_type)
                     .unwrap_or(HeaderValue::from_static("application/octet-stream"));
@@ -103,7 +110,7 @@ impl Object {
         HeaderValue::from_static(match self.kind {
             Kind::Original | Kind::Cover if private => CC_PRIVATE,
             Kind::Playlist => CC_PLAYLIST,
-            Kind::Segment => CC_SEGMENT,
+            Kind::Segment | Kind::Peaks => CC_SEGMENT,
             Kind::Original | Kind::Cover => CC_LONG,
         })
     }
@@ -139,6 +146,7 @@ mod tests {
             (format!("tracks/{ID}/hls/128k.m3u8"), Kind::Playlist),
             (format!("tracks/{ID}/hls/seg/{SHA}.mp4"), Kind::Segment),
             (format!("tracks/{ID}/hls/seg/{SHA}.m4s"), Kind::Segment),
+            (format!("tracks/{ID}/hls/peaks/{SHA}.json"), Kind::Peaks),
             (format!("originals/e3/b0/{SHA}.flac"), Kind::Original),
             (format!("covers/e3/b0/{SHA}.jpg"), Kind::Cover),
         ];
