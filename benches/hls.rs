@@ -31,7 +31,12 @@ fn options() -> Options {
         segment_secs: 6,
         timeout: Duration::from_secs(1800),
         gain_db: None,
-        source: Default::default(),
+        // What the packaging job's probe gives for the 5-minute file benches/hls.sh makes.
+        source: hls::Source {
+            sample_rate: Some(44_100),
+            channels: Some(2),
+            duration: Some(Duration::from_secs(300)),
+        },
     }
 }
 

@@ -54,6 +54,12 @@ pub async fn build(rows: &Rows, store: &BlobStore) -> Result<Inventory, StoreErr
                 size: None,
             });
         }
+        if let Some(peaks) = &t.peaks_key {
+            inv.expected.entry(peaks.clone()).or_insert(Expected {
+                sha256: stem_hash(peaks),
+                size: None,
+            });
+        }
         if let Some(master) = &t.hls_key {
             playlists
                 .entry(t.id.clone())

@@ -1,4 +1,4 @@
-//! The blob columns of every track (original, cover, HLS master, renditions), read in one
+//! The blob columns of every track (original, cover, HLS master, renditions, peaks), read in one
 //! go for `veza backup` and `veza check`: the SQL stays in library, the inventory in backup.
 
 use std::collections::BTreeSet;
@@ -35,12 +35,16 @@ pub struct TrackRow {
     pub cover_key: Option<String>,
     /// Key of the master playlist, once packaged.
     pub hls_key: Option<String>,
+    /// Key of the waveform peaks, once analysed (no playlist names it).
+    pub peaks_key: Option<String>,
 }
 
 /// Reads the blob columns (on a snapshot for `backup`, on the live database for `check`).
 pub fn load(c: &Connection) -> Result<Rows, LibraryError> {
     let mut s = c.prepare(
-        "SELECT id, original_key, sha256, size_bytes, cover_key, hls_key FROM tracks ORDER BY id",
+        "SELECT id, original_key, sha256, size_bytes, cover_key, hls_key,
+            (SELECT peaks_key FROM track_analysis a WHERE a.track_id = tracks.id)
+         FROM tracks ORDER BY id",
     )?;
     let tracks = s
         .query_map([], |r| {
@@ -51,6 +55,7 @@ pub fn load(c: &Connection) -> Result<Rows, LibraryError> {
                 size_bytes: r.get(3)?,
                 cover_key: r.get(4)?,
                 hls_key: r.get(5)?,
+                peaks_key: r.get(6)?,
             })
         })?
         .collect::<Result<_, _>>()?;

@@ -175,6 +175,8 @@ assert.equal(resp.status(), 200);
 assert.match(resp.headers()["content-security-policy"], /frame-ancestors \*/);
 measured.embed_lcp_ms = await lcp(embed);
 measured.embed_segments = await playsPast2s(embed, "embed");
+// The waveform peaks (issue 21) are drawn as the seek bar.
+await embed.locator("[data-testid=waveform] polygon").first().waitFor({ state: "attached" });
 await shoot(embed, "embed");
 
 // --- Overview: LCP, the plots have data after this traffic ------------------------------

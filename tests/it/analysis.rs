@@ -583,3 +583,38 @@ fn the_backfill_queues_jobs_and_a_kill_9_mid_analysis_loses_nothing() {
     child.wait().unwrap();
     assert_eq!(analysed(), 1);
 }
+
+#[tokio::test]
+async fn normalize_levels_the_renditions_and_leaves_the_original_alone() {
+    let fx = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(|c| c.hls.normalize = true).await;
+    let (_, ed) = user_with_token(&app, "ed", Role::Editor).await;
+    let loud = tone_at(fx.path(), "loud.flac", -9.0, "Levels");
+    let id = app.upload(&ed, &loud).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let t = wait_analysed(&app, &ed, &id, 60).await;
+    // What was measured is the original's loudness, not the renditions'.
+    assert!(
+        (f(&t["loudness"]["integrated_lufs"]) - -9.0).abs() <= 0.2,
+        "{t}"
+    );
+    decode_rendition(&app, &ed, &id, fx.path()).await;
+    let (rendition, _) = ffmpeg_meter(&fx.path().join(format!("{id}.mp4")));
+    println!("normalized rendition: {rendition} LUFS (original -9)");
+    assert!((rendition - -18.0).abs() <= 0.5, "{rendition}");
+    let original = app
+        .get_json(
+            &format!("/api/v1/tracks/{id}/stream?format=original"),
+            Some(&ed),
+        )
+        .await;
+    let body = bytes(&app.client, &app.reach(original["url"].as_str().unwrap())).await;
+    assert_eq!(
+        body,
+        std::fs::read(&loud).unwrap(),
+        "the original is untouched"
+    );
+    app.stop().await;
+}
