@@ -1,22 +1,22 @@
-//! Audio analysis in the packaging run (issue 21): the same decode that feeds the encoders
-//! also feeds two more branches that end in `anullsink`: `ebur128=peak=true:metadata=1` (EBU
-//! R128: integrated loudness, loudness range, true peak, and one 400 ms block loudness every
-//! 100 ms, printed to [`R128_FILE`]) and `astats` over short blocks of the mono mix (their
-//! minimum, maximum and length, printed to [`PEAKS_FILE`]). After ffmpeg, [`finish`] reads both,
-//! writes the peaks object (BBC audiowaveform JSON, version 2) and writes the AAC encoder delay
-//! and the real duration into each init segment's edit list, so players can play albums gapless.
+//! Audio analysis in the packaging run (issue 21). The same decode that feeds the encoders
+//! also feeds `ebur128=metadata=1` (EBU R128 integrated loudness, loudness range, and one
+//! 400 ms block loudness every 100 ms, printed to [`R128_FILE`]; it ends in `anullsink`) and a
+//! PCM copy into a FIFO that [`super::meter`] reads on another core (true peak, waveform blocks,
+//! sample count). After ffmpeg, [`finish`] writes the peaks object (BBC audiowaveform JSON,
+//! version 2) and the AAC encoder delay and real duration into each init segment's edit list,
+//! so players can play albums gapless.
 
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::meter::{PCM_FIFO, PcmStats};
 use super::{HlsError, io_err, raw_stem};
 
 /// The loudness branch's log in the work dir.
 pub(crate) const R128_FILE: &str = "ff-r128.txt";
-/// The peaks branch's log in the work dir.
-pub(crate) const PEAKS_FILE: &str = "ff-peaks.txt";
 /// Waveform points aimed at whatever the duration.
 pub const PEAK_POINTS: u64 = 1800;
 /// Blocks measured per waveform point (so the points come out at 90-100 % of the aim).
@@ -32,20 +32,22 @@ pub const HIST_STEP_LU: f64 = 0.05;
 /// Blocks quieter than this never count (EBU R128 absolute gate), LUFS.
 pub const ABSOLUTE_GATE_LUFS: f64 = -70.0;
 
-/// The analysis branches, fed from `[{loud}]` and `[{wave}]`. `samples_hint` (the expected
-/// length in samples) sizes the peak blocks; the branches must not need a format conversion
-/// that ffmpeg 5.1 cannot negotiate, so the caller pins rate and layout before splitting.
-pub(crate) fn filter_chains(loud: &str, wave: &str, samples_hint: Option<u64>) -> String {
-    let block = samples_hint
+/// Frames per waveform block for a track of about `samples` frames.
+pub(crate) fn block_frames(samples: Option<u64>) -> u64 {
+    samples
         .map_or(256, |n| n / (PEAK_POINTS * BLOCKS_PER_POINT))
-        .clamp(16, 1 << 20);
-    format!(
-        "[{loud}]ebur128=peak=true:metadata=1,ametadata=mode=print:file={R128_FILE},anullsink;\
-         [{wave}]asetnsamples=n={block}:p=0,astats=metadata=1:reset=1:measure_perchannel=none:\
-         measure_overall=Min_level+Max_level+Number_of_samples,\
-         ametadata=mode=print:file={PEAKS_FILE},anullsink"
-    )
+        .clamp(16, 1 << 20)
 }
+
+/// The loudness branch from `[{loud}]`, and the arguments of the PCM output from `[{pcm}]`.
+/// Neither may need a format conversion ffmpeg 5.1 cannot negotiate behind a split, so the
+/// caller pins rate and layout before splitting.
+pub(crate) fn filter_chain(loud: &str) -> String {
+    format!("[{loud}]ebur128=metadata=1,ametadata=mode=print:file={R128_FILE},anullsink")
+}
+
+/// The PCM output's arguments (after its `-map`).
+pub(crate) const PCM_OUTPUT: [&str; 6] = ["-c:a", "pcm_f32le", "-f", "f32le", "-y", PCM_FIFO];
 
 /// Loudness of one track as measured (EBU R128, ffmpeg's meter).
 #[derive(Debug, Clone, PartialEq)]
@@ -101,17 +103,21 @@ struct Waveform<'a> {
 
 /// Reads the analysis branch's output in `work_dir`, writes the peaks object and patches each
 /// rung's init segment (before they are hashed). `sample_rate` is the renditions' rate.
-pub(crate) fn finish(work_dir: &Path, rungs: &[u32]) -> Result<Analysis, HlsError> {
+pub(crate) fn finish(work_dir: &Path, rungs: &[u32], pcm: &PcmStats) -> Result<Analysis, HlsError> {
     let r128 = work_dir.join(R128_FILE);
     let text = std::fs::read_to_string(&r128).map_err(io_err("read", &r128))?;
-    let loudness = parse_r128(&text)?;
+    let mut loudness = parse_r128(&text)?;
     std::fs::remove_file(&r128).map_err(io_err("remove", &r128))?;
-
-    let log = work_dir.join(PEAKS_FILE);
-    let text = std::fs::read_to_string(&log).map_err(io_err("read", &log))?;
-    let blocks = parse_blocks(&text)?;
-    std::fs::remove_file(&log).map_err(io_err("remove", &log))?;
-    let samples: u64 = blocks.iter().map(|b| b.2).sum();
+    loudness.true_peak_dbtp = if pcm.true_peak > 0.0 {
+        20.0 * f64::from(pcm.true_peak).log10()
+    } else {
+        f64::NEG_INFINITY
+    };
+    let blocks = &pcm.blocks;
+    if blocks.is_empty() {
+        return Err(HlsError::Playlist("the decoded audio is empty".into()));
+    }
+    let samples = pcm.frames;
     let mut sample_rate = None;
     for &kbps in rungs {
         let init = work_dir.join(format!("{}-init.mp4", raw_stem(kbps)));
@@ -122,7 +128,7 @@ pub(crate) fn finish(work_dir: &Path, rungs: &[u32]) -> Result<Analysis, HlsErro
         std::fs::write(&init, bytes).map_err(io_err("write", &init))?;
     }
     let sample_rate = sample_rate.unwrap_or_default();
-    let (spp, data) = points(&blocks);
+    let (spp, data) = points(blocks);
     let json = serde_json::to_vec(&Waveform {
         version: 2,
         channels: 1,
@@ -157,92 +163,55 @@ pub(crate) fn finish(work_dir: &Path, rungs: &[u32]) -> Result<Analysis, HlsErro
 
 /// Merges blocks `(min, max, samples)` into about [`PEAK_POINTS`] min/max pairs (8-bit);
 /// returns the samples per point too.
-fn points(blocks: &[(f64, f64, u64)]) -> (u64, Vec<i8>) {
+fn points(blocks: &[(f32, f32, u64)]) -> (u64, Vec<i8>) {
     let block = blocks.first().map_or(1, |b| b.2.max(1));
     let per = (blocks.len() as u64).div_ceil(PEAK_POINTS).max(1) as usize;
-    let eight = |v: f64| (v * 128.0).round().clamp(-128.0, 127.0) as i8;
+    let eight = |v: f32| (v * 128.0).round().clamp(-128.0, 127.0) as i8;
     let mut out = Vec::with_capacity(2 * blocks.len().div_ceil(per));
     for chunk in blocks.chunks(per) {
-        let lo = chunk.iter().map(|b| b.0).fold(f64::INFINITY, f64::min);
-        let hi = chunk.iter().map(|b| b.1).fold(f64::NEG_INFINITY, f64::max);
+        let lo = chunk.iter().map(|b| b.0).fold(f32::INFINITY, f32::min);
+        let hi = chunk.iter().map(|b| b.1).fold(f32::NEG_INFINITY, f32::max);
         out.extend([eight(lo), eight(hi)]);
     }
     (block * per as u64, out)
 }
 
-/// Each `{prefix}{key}={number}` line of `ametadata=mode=print` output, in order; `what`
-/// names the log in errors.
-fn values<'a>(
-    text: &'a str,
-    prefix: &'a str,
-    what: &'a str,
-) -> impl Iterator<Item = Result<(&'a str, f64), HlsError>> + 'a {
-    text.lines().filter_map(move |line| {
-        let (key, value) = line.strip_prefix(prefix)?.split_once('=')?;
-        Some(
-            value.trim().parse().map(|v| (key, v)).map_err(|_| {
-                HlsError::Playlist(format!("{what}: {key}={value:?} is not a number"))
-            }),
-        )
-    })
-}
-
-/// `(min, max, samples)` of each block from `astats` + `ametadata=mode=print` output.
-fn parse_blocks(text: &str) -> Result<Vec<(f64, f64, u64)>, HlsError> {
-    let bad = |what: &str| HlsError::Playlist(format!("peaks log: {what}"));
-    let mut out = Vec::new();
-    let (mut lo, mut hi) = (None, None);
-    for kv in values(text, "lavfi.astats.Overall.", "peaks log") {
-        match kv? {
-            ("Min_level", v) => lo = Some(v),
-            ("Max_level", v) => hi = Some(v),
-            ("Number_of_samples", v) => {
-                let (Some(l), Some(h)) = (lo.take(), hi.take()) else {
-                    return Err(bad("a block without its levels"));
-                };
-                out.push((l, h, v as u64));
-            }
-            _ => {}
-        }
-    }
-    if out.is_empty() {
-        return Err(bad("no block (is the audio empty?)"));
-    }
-    Ok(out)
-}
-
-/// The last value of each `lavfi.r128.*` key and every block loudness (`M`) from
-/// `ametadata=mode=print` output.
+/// The last integrated loudness and range, and every block loudness (`M`), from
+/// `ametadata=mode=print` output (the true peak comes from the PCM reader).
 fn parse_r128(text: &str) -> Result<Measured, HlsError> {
-    let (mut i, mut lra, mut tp) = (None, None, None);
+    let bad = |what: String| HlsError::Playlist(format!("loudness log: {what}"));
+    let (mut i, mut lra) = (None, None);
     let mut hist = std::collections::BTreeMap::<u32, u32>::new();
-    for kv in values(text, "lavfi.r128.", "loudness log") {
-        match kv? {
-            ("M", v) => {
+    for line in text.as_bytes().lines() {
+        let line = line.map_err(|e| bad(e.to_string()))?;
+        let Some((key, value)) = line
+            .strip_prefix("lavfi.r128.")
+            .and_then(|l| l.split_once('='))
+        else {
+            continue;
+        };
+        let v: f64 = value
+            .trim()
+            .parse()
+            .map_err(|_| bad(format!("{key}={value:?} is not a number")))?;
+        match key {
+            "M" => {
                 if let Some(bin) = hist_bin(v) {
                     *hist.entry(bin).or_default() += 1;
                 }
             }
-            ("I", v) => i = Some(v),
-            ("LRA", v) => lra = Some(v),
-            ("true_peak", v) => tp = Some(v),
+            "I" => i = Some(v),
+            "LRA" => lra = Some(v),
             _ => {}
         }
     }
-    let (Some(i), Some(lra), Some(tp)) = (i, lra, tp) else {
-        return Err(HlsError::Playlist(
-            "loudness log: no measurement (is the audio empty?)".into(),
-        ));
+    let (Some(i), Some(lra)) = (i, lra) else {
+        return Err(bad("no measurement (is the audio empty?)".into()));
     };
     Ok(Measured {
         integrated_lufs: i,
         range_lu: lra,
-        // ffmpeg gives the true peak as a linear amplitude.
-        true_peak_dbtp: if tp > 0.0 {
-            20.0 * tp.log10()
-        } else {
-            f64::NEG_INFINITY
-        },
+        true_peak_dbtp: f64::NEG_INFINITY,
         blocks: hist.into_iter().collect(),
     })
 }
@@ -345,7 +314,6 @@ mod tests {
         let m = parse_r128(log).unwrap();
         assert_eq!(m.integrated_lufs, -31.33);
         assert_eq!(m.range_lu, 1.5);
-        assert!((m.true_peak_dbtp - -6.0206).abs() < 1e-3);
         assert_eq!(m.blocks, vec![(hist_bin(-31.329).unwrap(), 1)]);
         assert!((bin_lufs(m.blocks[0].0) - -31.329).abs() <= HIST_STEP_LU);
         assert!(parse_r128("").is_err());
@@ -355,8 +323,8 @@ mod tests {
     #[test]
     fn about_1800_points_whatever_the_length() {
         for blocks in [1usize, 1799, 1800, 1801, 18_000, 18_999, 40_000] {
-            let b: Vec<(f64, f64, u64)> = (0..blocks)
-                .map(|i| (-0.5, (i + 1) as f64 / blocks as f64, 64))
+            let b: Vec<(f32, f32, u64)> = (0..blocks)
+                .map(|i| (-0.5, (i + 1) as f32 / blocks as f32, 64))
                 .collect();
             let (spp, data) = points(&b);
             let n = data.len() as u64 / 2;
@@ -368,9 +336,5 @@ mod tests {
                 "{blocks}: the last block is the loudest"
             );
         }
-        let log = "frame:0\nlavfi.astats.Overall.Min_level=-0.25\nlavfi.astats.Overall.Max_level=0.5\n\
-                   lavfi.astats.Overall.Number_of_samples=100.000000\n";
-        assert_eq!(parse_blocks(log).unwrap(), vec![(-0.25, 0.5, 100)]);
-        assert!(parse_blocks("").is_err());
     }
 }

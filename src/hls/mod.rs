@@ -15,6 +15,7 @@
 
 pub mod analysis;
 mod ffmpeg;
+mod meter;
 mod playlist;
 mod upload;
 
@@ -153,10 +154,11 @@ impl Source {
             Some(r) => Source::output_rate(r).to_string(),
             None => SAMPLE_RATES.to_owned(),
         };
-        let layouts = match self.channels {
-            Some(1) => "mono",
-            Some(_) => "stereo",
-            None => "mono|stereo",
+        // Unknown: stereo, so the PCM reader knows what it reads.
+        let layouts = if self.channels == Some(1) {
+            "mono"
+        } else {
+            "stereo"
         };
         format!("aformat=sample_rates={rates}:channel_layouts={layouts}")
     }
@@ -297,13 +299,33 @@ pub async fn package(
         duration_hint,
         limits: ffmpeg::Limits::for_package(&opts.rungs, duration_hint, input_bytes, opts.timeout),
     };
-    run.run(progress, cancel).await?;
+    // The reader drains the FIFO while ffmpeg runs; it is released whatever ffmpeg does.
+    let samples = opts.source.duration.map(|d| {
+        let rate = opts.source.sample_rate.map_or(44_100, Source::output_rate);
+        d.as_millis() as u64 * u64::from(rate) / 1000
+    });
+    let channels = if opts.source.channels == Some(1) {
+        1
+    } else {
+        2
+    };
+    let reader = meter::Reader::start(&work_dir, channels, analysis::block_frames(samples))?;
+    let ran = run.run(progress, cancel).await;
+    let pcm = tokio::task::spawn_blocking(move || reader.finish())
+        .await
+        .map_err(|e| HlsError::Io {
+            op: "join",
+            path: String::new(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    ran?;
+    let pcm = pcm?;
     if cancel.is_cancelled() {
         return Err(HlsError::Cancelled);
     }
     let rungs = opts.rungs.clone();
     tokio::task::spawn_blocking(move || {
-        let analysis = analysis::finish(&work_dir, &rungs)?;
+        let analysis = analysis::finish(&work_dir, &rungs, &pcm)?;
         playlist::finish(&work_dir, &rungs, analysis)
     })
     .await
@@ -341,21 +363,17 @@ pub fn ffmpeg_args(input: &Path, opts: &Options) -> Vec<OsString> {
     a.push("-i".into());
     a.push(file);
     // Decode once, convert once (stereo at most, 48 kHz at most), split to every encoder.
-    // Two more branches measure loudness and the waveform (issue 21); `hls.normalize` puts
-    // its gain on the encoders' side only.
+    // Two more branches (issue 21): the loudness meter, and the PCM for our own reader
+    // (`meter.rs`); `hls.normalize` puts its gain on the encoders' side only.
     let n = opts.rungs.len();
     let labels: String = (0..n).map(|i| format!("[a{i}]")).collect();
     let format = format!("[0:a:0]{}", opts.source.aformat());
-    let samples = opts.source.duration.map(|d| {
-        let rate = opts.source.sample_rate.map_or(44_100, Source::output_rate);
-        d.as_millis() as u64 * u64::from(rate) / 1000
-    });
-    let analysis = analysis::filter_chains("loud", "wave", samples);
+    let analysis = analysis::filter_chain("loud");
     let graph = match opts.gain_db {
         Some(db) => format!(
-            "{format},asplit=3[enc][loud][wave];[enc]volume={db:.2}dB,asplit={n}{labels};{analysis}"
+            "{format},asplit=3[enc][loud][pcm];[enc]volume={db:.2}dB,asplit={n}{labels};{analysis}"
         ),
-        None => format!("{format},asplit={}{labels}[loud][wave];{analysis}", n + 2),
+        None => format!("{format},asplit={}{labels}[loud][pcm];{analysis}", n + 2),
     };
     a.extend(["-filter_complex".into(), graph.into()]);
     let segment_secs = opts.segment_secs.to_string();
@@ -378,5 +396,7 @@ pub fn ffmpeg_args(input: &Path, opts: &Options) -> Vec<OsString> {
         push(&["-fflags", "+bitexact"]);
         push(&["-f", "tee", &outputs]);
     }
+    a.extend(["-map", "[pcm]"].iter().map(OsString::from));
+    a.extend(analysis::PCM_OUTPUT.iter().map(OsString::from));
     a
 }

@@ -282,7 +282,8 @@ async fn peaks_are_served_signed_and_immutable_and_show_where_the_burst_is() {
     assert!(
         data[2 * (want + 2)..]
             .chunks(2)
-            .all(|p| p[0] < -64 && p[1] > 64)
+            .all(|p| p[0] <= -60 && p[1] >= 60),
+        "the burst is loud"
     );
 
     // Small: gzip it as a CDN would.
@@ -497,7 +498,7 @@ async fn a_two_track_album_cut_from_one_signal_joins_without_a_gap() {
 fn the_backfill_queues_jobs_and_a_kill_9_mid_analysis_loses_nothing() {
     let home = tempfile::tempdir().unwrap();
     let token = cli_admin_token(home.path());
-    let file = tone(home.path(), "long.mp3", 180, 192);
+    let file = tone(home.path(), "long.mp3", 90, 192);
     std::fs::write(home.path().join("veza.toml"), "[jobs]\nlease_secs = 3\n").unwrap();
     let db = home.path().join("veza-data").join(veza::db::DB_FILE);
     let analysed = || -> i64 {
