@@ -107,6 +107,16 @@ async fn check_tree(store: &BlobStore, id: &str) -> (Vec<u32>, f64) {
         assert_eq!(stem, hex(&Sha256::digest(read(store, key).await)), "{key}");
         referenced.insert(key.clone());
     }
+    // One waveform peaks object (issue 21), named by its SHA-256 too.
+    let peaks: Vec<&String> = stored
+        .iter()
+        .filter(|k| k.starts_with(&format!("{dir}peaks/")))
+        .collect();
+    assert_eq!(peaks.len(), 1, "{stored:?}");
+    let name = peaks[0].rsplit('/').next().unwrap();
+    let bytes = read(store, peaks[0]).await;
+    assert_eq!(name, format!("{}.json", hex(&Sha256::digest(&bytes))));
+    referenced.insert(peaks[0].clone());
     // Nothing else under the prefix that no playlist names.
     assert_eq!(stored, referenced);
     (rungs, first_duration.unwrap())
