@@ -1,6 +1,6 @@
 //! What the packaging run measured about a track (issue 21), and the only SQL on
 //! `track_analysis`: EBU R128 loudness, ReplayGain 2.0 track and album values, gapless data
-//! and the peaks object. Album values gate every track of the same album and artist as one
+//! and the peaks object. Album values gate every track of the same album and album artist as one
 //! programme (from the block histograms kept per track) and are recomputed whenever that
 //! album's tracks change: packaged, edited, deleted.
 
@@ -31,7 +31,7 @@ pub struct Loudness {
     pub track_gain_db: f64,
     /// Track peak, linear (1.0 is full scale).
     pub track_peak: f64,
-    /// ReplayGain 2.0 album gain (same album and artist gated together), dB.
+    /// ReplayGain 2.0 album gain (same album and album artist gated together), dB.
     pub album_gain_db: f64,
     /// Album peak, linear.
     pub album_peak: f64,
@@ -131,12 +131,13 @@ fn save(
     Ok(())
 }
 
-/// An album: its name and artist (tracks has no album-artist column).
+/// An album: its name and lead artist (the album artist, else the track artist), as the
+/// catalog groups albums too.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Album {
     /// Album name ("" for none: such a track is its own album).
     pub album: String,
-    /// Artist.
+    /// Lead artist.
     pub artist: String,
     /// The track, when `album` is "".
     single: Option<String>,
@@ -145,7 +146,7 @@ pub struct Album {
 /// The album a track belongs to.
 pub fn album_of(c: &Connection, id: &TrackId) -> Result<Option<Album>, LibraryError> {
     Ok(c.query_row(
-        "SELECT album, artist FROM tracks WHERE id = ?1",
+        "SELECT album, lead_artist FROM tracks WHERE id = ?1",
         [id.as_str()],
         |r| {
             let album: String = r.get(0)?;
@@ -164,7 +165,7 @@ pub fn refresh_album(c: &Connection, album: &Album) -> Result<(), LibraryError> 
     let mut st = c.prepare_cached(
         "SELECT a.track_id, a.blocks, a.true_peak_dbtp FROM track_analysis a
          JOIN tracks t ON t.id = a.track_id
-         WHERE (?3 IS NULL AND t.album = ?1 AND t.artist = ?2) OR t.id = ?3",
+         WHERE (?3 IS NULL AND t.album = ?1 AND t.lead_artist = ?2) OR t.id = ?3",
     )?;
     let rows = st
         .query_map(params![album.album, album.artist, album.single], |r| {

@@ -133,9 +133,13 @@ fn songs_where(
     let mut all: Vec<(&str, &dyn rusqlite::ToSql)> = vec![(":u", &scope.user_id)];
     all.extend_from_slice(args);
     let mut st = c.prepare(&sql)?;
-    Ok(st
+    let mut songs: Vec<Song> = st
         .query_map(all.as_slice(), song_row)?
-        .collect::<Result<_, _>>()?)
+        .collect::<Result<_, _>>()?;
+    for s in &mut songs {
+        super::analysis::attach(c, &mut s.track)?;
+    }
+    Ok(songs)
 }
 
 /// One track with the listener's facts, whatever its visibility (the caller asks the rule).

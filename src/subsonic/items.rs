@@ -13,6 +13,12 @@ const UNKNOWN_ARTIST: &str = "[Unknown Artist]";
 /// Shown for an empty album tag.
 const UNKNOWN_ALBUM: &str = "[Unknown Album]";
 
+/// `x` to `places` decimals: players need no more (gains in dB to 0.01, peaks to 0.0001).
+fn round(x: f64, places: i32) -> f64 {
+    let k = 10f64.powi(places);
+    (x * k).round() / k
+}
+
 /// Unix seconds as ISO 8601 (UTC).
 pub fn iso(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
@@ -94,6 +100,18 @@ pub fn song(s: &Song) -> Value {
     put(&mut m, "artistId", artist_id(lead));
     put(&mut m, "type", "music");
     put(&mut m, "mediaType", "song");
+    if let Some(l) = &t.loudness {
+        // ReplayGain 2.0 values measured at ingest (reference −18 LUFS).
+        m.insert(
+            "replayGain".into(),
+            json!({
+                "trackGain": round(l.track_gain_db, 2),
+                "trackPeak": round(l.track_peak, 4),
+                "albumGain": round(l.album_gain_db, 2),
+                "albumPeak": round(l.album_peak, 4),
+            }),
+        );
+    }
     Value::Object(m)
 }
 

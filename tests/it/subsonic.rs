@@ -321,6 +321,19 @@ async fn listeners_log_in_browse_and_play_through_signed_redirects() {
         ok(&app, "getSong", &kim, &[("id", &ids[3])]).await["song"]["title"],
         "Link only"
     );
+    // ReplayGain measured at ingest; both album tracks (one by "Ana Lu feat. Bo", album
+    // artist "Ana Lu") are gated as one album.
+    let mut album_gains = Vec::new();
+    for id in &ids[..2] {
+        let g = ok(&app, "getSong", &kim, &[("id", id)]).await["song"]["replayGain"].clone();
+        assert!(g["trackGain"].as_f64().unwrap().abs() < 30.0, "{g}");
+        assert!(
+            (0.001..=1.5).contains(&g["trackPeak"].as_f64().unwrap()),
+            "{g}"
+        );
+        album_gains.push(g["albumGain"].as_f64().unwrap());
+    }
+    assert_eq!(album_gains[0], album_gains[1]);
     assert_eq!(fails(&app, "getSong", &kim, &[("id", &ids[2])]).await, 70);
     assert_eq!(fails(&app, "stream", &kim, &[("id", &ids[2])]).await, 70);
 
@@ -498,7 +511,9 @@ async fn listeners_log_in_browse_and_play_through_signed_redirects() {
         .call(move |c| veza::accounts::store::create_token(c, &uid, "kim", &hash, 0, None))
         .await
         .unwrap();
-    assert_eq!(app.upload_with(&token, &f1, &[]).await.status(), 403);
+    // Its own client: the server refuses before reading the body and closes that connection.
+    let refused = upload_to(&reqwest::Client::new(), &app.url(""), &token, &f1, &[]).await;
+    assert_eq!(refused.status(), 403);
     let admin_id = app.get_json("/api/v1/me", Some(&admin)).await["user"]["id"]
         .as_str()
         .unwrap_or_default()
