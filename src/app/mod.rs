@@ -124,13 +124,19 @@ impl App {
             source,
         })?;
         let jobs = crate::jobs::Queue::new(&config);
-        let hls = jobs.refresh_hls(&config.hls).await;
-        if hls.enabled && !hls.available {
-            tracing::warn!(
-                reason = hls.reason.as_deref().unwrap_or(""),
-                "HLS packaging is unavailable; originals stream, tracks wait in processing until ffmpeg is found"
-            );
-        }
+        // `ffmpeg -version` takes about 60 ms, more than the rest of start-up: it is looked for
+        // beside serving, not before the bind. Workers leave packaging jobs queued until the
+        // answer comes (it wakes them), and readiness never depended on it.
+        let detect = (jobs.clone(), config.hls.clone());
+        tokio::spawn(async move {
+            let hls = detect.0.refresh_hls(&detect.1).await;
+            if hls.enabled && !hls.available {
+                tracing::warn!(
+                    reason = hls.reason.as_deref().unwrap_or(""),
+                    "HLS packaging is unavailable; originals stream, tracks wait in processing until ffmpeg is found"
+                );
+            }
+        });
         let listener = bind(config.server.listen).map_err(|source| StartError::Bind {
             addr: config.server.listen,
             source,
