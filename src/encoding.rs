@@ -18,6 +18,17 @@ pub fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// Bytes from hex (either case); `None` for an odd length or a non-hex character.
+pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// HMAC-SHA256 of the concatenated parts.
 pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     use hmac::{Hmac, Mac};
@@ -37,6 +48,18 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_round_trips_and_refuses_odd_or_foreign_text() {
+        assert_eq!(
+            hex_decode(&hex(&[0, 0xab, 0xff])),
+            Some(vec![0, 0xab, 0xff])
+        );
+        assert_eq!(hex_decode("ABff"), Some(vec![0xab, 0xff]));
+        assert_eq!(hex_decode("abc"), None);
+        assert_eq!(hex_decode("zz"), None);
+        assert_eq!(hex_decode("é1"), None);
+    }
 
     #[test]
     fn rfc4231_cases_pass_through_the_hmac_wiring() {

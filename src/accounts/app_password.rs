@@ -45,9 +45,11 @@ impl Sealer {
         let path = data_dir.join(KEY_FILE);
         let text = crate::datadir::load_or_create_key(&path)
             .map_err(|e| AccountsError::Key(format!("{}: {e}", path.display())))?;
-        let raw = hex_decode(&text).filter(|k| k.len() == 32).ok_or_else(|| {
-            AccountsError::Key(format!("{}: not 64 hex characters", path.display()))
-        })?;
+        let raw = crate::encoding::hex_decode(&text)
+            .filter(|k| k.len() == 32)
+            .ok_or_else(|| {
+                AccountsError::Key(format!("{}: not 64 hex characters", path.display()))
+            })?;
         Ok(Sealer {
             cipher: ChaCha20Poly1305::new(Key::from_slice(&raw)),
         })
@@ -107,16 +109,6 @@ pub fn generate() -> String {
         out.push(char::from(letters[usize::from(*b) % letters.len()]));
     }
     out
-}
-
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Generates a new app password for a user (replacing any earlier one) and returns it with

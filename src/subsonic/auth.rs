@@ -6,7 +6,6 @@
 use std::net::IpAddr;
 
 use md5::{Digest, Md5};
-use subtle::ConstantTimeEq;
 
 use super::error::SubsonicError;
 use super::params::Params;
@@ -94,7 +93,7 @@ impl Proof {
             Proof::Token { token, .. } => token.as_bytes(),
             Proof::Password(p) => p.as_bytes(),
         };
-        bool::from(got.ct_eq(expected.as_bytes()))
+        crate::encoding::ct_eq(got, expected.as_bytes())
     }
 }
 
@@ -103,14 +102,7 @@ fn decode_password(p: &str) -> Option<String> {
     let Some(hex) = p.strip_prefix("enc:") else {
         return Some(p.to_owned());
     };
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    let bytes: Option<Vec<u8>> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect();
-    String::from_utf8(bytes?).ok()
+    String::from_utf8(crate::encoding::hex_decode(hex)?).ok()
 }
 
 #[cfg(test)]

@@ -25,36 +25,13 @@ fn page(
     })
 }
 
-/// Runs a catalog query for this caller on the database thread.
-async fn query<T: Send + 'static>(
-    c: &Ctx,
-    f: impl FnOnce(
-        &rusqlite::Connection,
-        &catalog::Scope<'_>,
-    ) -> Result<T, crate::library::LibraryError>
-    + Send
-    + 'static,
-) -> Result<T, SubsonicError> {
-    let public_only = c.scope().public_only;
-    let user = c.user.id.clone();
-    Ok(c.s
-        .db
-        .call(move |db| {
-            let scope = catalog::Scope {
-                public_only,
-                user_id: &user,
-            };
-            f(db, &scope)
-        })
-        .await?)
-}
-
 /// The listener's stars of a kind.
 async fn stars(
     c: &Ctx,
     kind: &'static str,
 ) -> Result<std::collections::HashMap<String, i64>, SubsonicError> {
-    query(c, move |db, s| catalog::stars(db, s.user_id, kind)).await
+    c.query(move |db, s| catalog::stars(db, s.user_id, kind))
+        .await
 }
 
 fn artist_of(id: &str) -> Result<String, SubsonicError> {
@@ -72,7 +49,7 @@ fn album_of(id: &str) -> Result<(String, String), SubsonicError> {
 }
 
 pub(super) async fn indexes(c: &Ctx) -> Result<Answer, SubsonicError> {
-    let artists = query(c, catalog::artists).await?;
+    let artists = c.query(catalog::artists).await?;
     let starred = stars(c, "artist").await?;
     let index = items::indexes(&artists, |a| {
         items::artist_entry(a, starred.get(&ids::artist_id(&a.name)).copied())
@@ -88,7 +65,7 @@ pub(super) async fn indexes(c: &Ctx) -> Result<Answer, SubsonicError> {
 }
 
 pub(super) async fn artists(c: &Ctx) -> Result<Answer, SubsonicError> {
-    let artists = query(c, catalog::artists).await?;
+    let artists = c.query(catalog::artists).await?;
     let starred = stars(c, "artist").await?;
     let index = items::indexes(&artists, |a| {
         Value::Object(items::artist(
@@ -104,20 +81,21 @@ pub(super) async fn artists(c: &Ctx) -> Result<Answer, SubsonicError> {
 
 pub(super) async fn artist(c: &Ctx) -> Result<Answer, SubsonicError> {
     let name = artist_of(c.p.require("id")?)?;
-    let (artist, albums) = query(c, move |db, s| {
-        let a = catalog::artist(db, s, &name)?;
-        let all = Window {
-            offset: 0,
-            size: u32::MAX,
-        };
-        let albums = catalog::albums(db, s, &AlbumOrder::ByYear(0, 9999), Some(&name), all)?;
-        let untagged = catalog::albums(db, s, &AlbumOrder::ByName, Some(&name), all)?;
-        // Albums without a year come after the dated ones.
-        let mut list = albums;
-        list.extend(untagged.into_iter().filter(|x| x.year.is_none()));
-        Ok((a, list))
-    })
-    .await?;
+    let (artist, albums) = c
+        .query(move |db, s| {
+            let a = catalog::artist(db, s, &name)?;
+            let all = Window {
+                offset: 0,
+                size: u32::MAX,
+            };
+            let albums = catalog::albums(db, s, &AlbumOrder::ByYear(0, 9999), Some(&name), all)?;
+            let untagged = catalog::albums(db, s, &AlbumOrder::ByName, Some(&name), all)?;
+            // Albums without a year come after the dated ones.
+            let mut list = albums;
+            list.extend(untagged.into_iter().filter(|x| x.year.is_none()));
+            Ok((a, list))
+        })
+        .await?;
     let artist = artist.ok_or(SubsonicError::NotFound("no such artist"))?;
     let starred_artists = stars(c, "artist").await?;
     let starred_albums = stars(c, "album").await?;
@@ -146,13 +124,14 @@ fn album_values(albums: &[Album], starred: &std::collections::HashMap<String, i6
 
 pub(super) async fn album(c: &Ctx) -> Result<Answer, SubsonicError> {
     let (artist, name) = album_of(c.p.require("id")?)?;
-    let (album, songs) = query(c, move |db, s| {
-        Ok((
-            catalog::album(db, s, &artist, &name)?,
-            catalog::album_songs(db, s, &artist, &name)?,
-        ))
-    })
-    .await?;
+    let (album, songs) = c
+        .query(move |db, s| {
+            Ok((
+                catalog::album(db, s, &artist, &name)?,
+                catalog::album_songs(db, s, &artist, &name)?,
+            ))
+        })
+        .await?;
     let album = album.ok_or(SubsonicError::NotFound("no such album"))?;
     let starred = stars(c, "album").await?;
     let mut m = items::album(
@@ -204,7 +183,9 @@ pub(super) async fn album_list2(c: &Ctx) -> Result<Answer, SubsonicError> {
             });
         }
     };
-    let albums = query(c, move |db, s| catalog::albums(db, s, &order, None, window)).await?;
+    let albums = c
+        .query(move |db, s| catalog::albums(db, s, &order, None, window))
+        .await?;
     let starred = stars(c, "album").await?;
     one(
         "albumList2",
@@ -237,7 +218,7 @@ pub(super) async fn starred_album_rows(c: &Ctx) -> Result<Vec<Album>, SubsonicEr
             _ => None,
         })
         .collect();
-    query(c, move |db, s| {
+    c.query(move |db, s| {
         let mut out = Vec::new();
         for (a, b) in &keys {
             out.extend(catalog::album(db, s, a, b)?);
@@ -252,17 +233,18 @@ pub(super) async fn music_directory(c: &Ctx) -> Result<Answer, SubsonicError> {
     match ids::parse(&id) {
         Some(ItemId::Artist(name)) => {
             let n = name.clone();
-            let (artist, albums) = query(c, move |db, s| {
-                let all = Window {
-                    offset: 0,
-                    size: u32::MAX,
-                };
-                Ok((
-                    catalog::artist(db, s, &n)?,
-                    catalog::albums(db, s, &AlbumOrder::ByName, Some(&n), all)?,
-                ))
-            })
-            .await?;
+            let (artist, albums) = c
+                .query(move |db, s| {
+                    let all = Window {
+                        offset: 0,
+                        size: u32::MAX,
+                    };
+                    Ok((
+                        catalog::artist(db, s, &n)?,
+                        catalog::albums(db, s, &AlbumOrder::ByName, Some(&n), all)?,
+                    ))
+                })
+                .await?;
             let artist = artist.ok_or(SubsonicError::NotFound("no such artist"))?;
             let starred = stars(c, "album").await?;
             let children: Vec<Value> = albums
@@ -278,13 +260,14 @@ pub(super) async fn music_directory(c: &Ctx) -> Result<Answer, SubsonicError> {
             one("directory", m)
         }
         Some(ItemId::Album(a, b)) => {
-            let (album, songs) = query(c, move |db, s| {
-                Ok((
-                    catalog::album(db, s, &a, &b)?,
-                    catalog::album_songs(db, s, &a, &b)?,
-                ))
-            })
-            .await?;
+            let (album, songs) = c
+                .query(move |db, s| {
+                    Ok((
+                        catalog::album(db, s, &a, &b)?,
+                        catalog::album_songs(db, s, &a, &b)?,
+                    ))
+                })
+                .await?;
             let album = album.ok_or(SubsonicError::NotFound("no such album"))?;
             let shown = items::album(&album, None);
             let mut m = Map::new();
@@ -324,10 +307,9 @@ pub(super) async fn random_songs(c: &Ctx) -> Result<Answer, SubsonicError> {
     let size = c.p.num("size", 10)?.min(MAX_SIZE);
     let genre = c.p.get("genre").map(str::to_owned);
     let years = (c.p.opt_num("fromYear")?, c.p.opt_num("toYear")?);
-    let songs = query(c, move |db, s| {
-        catalog::random_songs(db, s, size, genre.as_deref(), years)
-    })
-    .await?;
+    let songs = c
+        .query(move |db, s| catalog::random_songs(db, s, size, genre.as_deref(), years))
+        .await?;
     one(
         "randomSongs",
         json!({"song": songs.iter().map(items::song).collect::<Vec<_>>()}),
@@ -335,7 +317,7 @@ pub(super) async fn random_songs(c: &Ctx) -> Result<Answer, SubsonicError> {
 }
 
 pub(super) async fn genres(c: &Ctx) -> Result<Answer, SubsonicError> {
-    let list = query(c, catalog::genres).await?;
+    let list = c.query(catalog::genres).await?;
     let genre: Vec<Value> = list
         .into_iter()
         .map(|(g, songs, albums)| json!({"value": g, "songCount": songs, "albumCount": albums}))
@@ -356,7 +338,9 @@ pub(super) async fn search(c: &Ctx, id3: bool) -> Result<Answer, SubsonicError> 
         page(c, "albumCount", "albumOffset", 20)?,
         page(c, "songCount", "songOffset", 20)?,
     ];
-    let found = query(c, move |db, s| catalog::search(db, s, &q, windows)).await?;
+    let found = c
+        .query(move |db, s| catalog::search(db, s, &q, windows))
+        .await?;
     let starred_artists = stars(c, "artist").await?;
     let starred_albums = stars(c, "album").await?;
     let star_of = |a: &Album| {

@@ -62,20 +62,7 @@ pub(super) async fn playlists(c: &Ctx) -> Result<Answer, SubsonicError> {
             "only your own playlists are listed",
         ));
     }
-    let public_only = c.scope().public_only;
-    let user = c.user.id.clone();
-    let list =
-        c.s.db
-            .call(move |db| {
-                playlists::list(
-                    db,
-                    &catalog::Scope {
-                        public_only,
-                        user_id: &user,
-                    },
-                )
-            })
-            .await?;
+    let list = c.query(playlists::list).await?;
     let playlist: Vec<Value> = list
         .iter()
         .map(|p| Value::Object(items::playlist(p)))
@@ -84,21 +71,14 @@ pub(super) async fn playlists(c: &Ctx) -> Result<Answer, SubsonicError> {
 }
 
 async fn playlist_answer(c: &Ctx, id: String) -> Result<Answer, SubsonicError> {
-    let public_only = c.scope().public_only;
-    let user = c.user.id.clone();
-    let found =
-        c.s.db
-            .call(move |db| -> Result<_, crate::library::LibraryError> {
-                let scope = catalog::Scope {
-                    public_only,
-                    user_id: &user,
-                };
-                let Some((p, ids)) = playlists::get(db, &scope, &id)? else {
-                    return Ok(None);
-                };
-                Ok(Some((p, catalog::songs_by_id(db, &scope, &ids)?)))
-            })
-            .await?;
+    let found = c
+        .query(move |db, scope| {
+            let Some((p, ids)) = playlists::get(db, scope, &id)? else {
+                return Ok(None);
+            };
+            Ok(Some((p, catalog::songs_by_id(db, scope, &ids)?)))
+        })
+        .await?;
     let (p, songs) = found.ok_or(SubsonicError::NotFound("no such playlist"))?;
     let mut m = items::playlist(&p);
     m.insert(
@@ -214,38 +194,25 @@ pub(super) async fn star(c: &Ctx, on: bool) -> Result<Answer, SubsonicError> {
 }
 
 pub(super) async fn starred2(c: &Ctx) -> Result<Answer, SubsonicError> {
-    let public_only = c.scope().public_only;
-    let user = c.user.id.clone();
-    let (songs, artists, song_stars, artist_stars) =
-        c.s.db
-            .call(move |db| -> Result<_, crate::library::LibraryError> {
-                let scope = catalog::Scope {
-                    public_only,
-                    user_id: &user,
-                };
-                let song_stars = catalog::stars(db, &user, "song")?;
-                let mut ids: Vec<(&String, &i64)> = song_stars.iter().collect();
-                ids.sort_by(|a, b| b.1.cmp(a.1));
-                let ids: Vec<TrackId> = ids.iter().filter_map(|(id, _)| id.parse().ok()).collect();
-                let songs = catalog::songs_by_id(db, &scope, &ids)?;
-                let artist_stars = catalog::stars(db, &user, "artist")?;
-                let mut artists = Vec::new();
-                for id in artist_stars.keys() {
-                    if let Some(ItemId::Artist(name)) = ids::parse(id) {
-                        artists.extend(catalog::artist(db, &scope, &name)?);
-                    }
+    let (songs, artists, artist_stars, album_stars) = c
+        .query(|db, scope| {
+            let song_stars = catalog::stars(db, scope.user_id, "song")?;
+            let mut ids: Vec<(&String, &i64)> = song_stars.iter().collect();
+            ids.sort_by(|a, b| b.1.cmp(a.1));
+            let ids: Vec<TrackId> = ids.iter().filter_map(|(id, _)| id.parse().ok()).collect();
+            let songs = catalog::songs_by_id(db, scope, &ids)?;
+            let artist_stars = catalog::stars(db, scope.user_id, "artist")?;
+            let mut artists = Vec::new();
+            for id in artist_stars.keys() {
+                if let Some(ItemId::Artist(name)) = ids::parse(id) {
+                    artists.extend(catalog::artist(db, scope, &name)?);
                 }
-                Ok((songs, artists, song_stars, artist_stars))
-            })
-            .await?;
-    let _ = song_stars;
+            }
+            let album_stars = catalog::stars(db, scope.user_id, "album")?;
+            Ok((songs, artists, artist_stars, album_stars))
+        })
+        .await?;
     let albums = starred_album_rows(c).await?;
-    let album_stars = {
-        let user = c.user.id.clone();
-        c.s.db
-            .call(move |db| catalog::stars(db, &user, "album"))
-            .await?
-    };
     let artist: Vec<Value> = artists
         .iter()
         .map(|a| {

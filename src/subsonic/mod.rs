@@ -52,12 +52,27 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    /// The caller's view of the library.
-    fn scope(&self) -> Scope<'_> {
-        Scope {
-            public_only: !lists_everything(self.viewer),
-            user_id: &self.user.id,
-        }
+    /// Runs `f` on the database thread with the caller's view of the library (the track
+    /// service's listing rule and the caller's own plays and stars).
+    async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection, &Scope<'_>) -> Result<T, crate::library::LibraryError>
+        + Send
+        + 'static,
+    ) -> Result<T, SubsonicError> {
+        let public_only = !lists_everything(self.viewer);
+        let user = self.user.id.clone();
+        Ok(self
+            .s
+            .db
+            .call(move |db| {
+                let scope = Scope {
+                    public_only,
+                    user_id: &user,
+                };
+                f(db, &scope)
+            })
+            .await?)
     }
 }
 

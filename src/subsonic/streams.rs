@@ -88,20 +88,12 @@ pub(super) async fn cover_art(c: &Ctx) -> Result<Answer, SubsonicError> {
     let track = match ids::parse(id).ok_or(SubsonicError::NotFound("no cover art"))? {
         ItemId::Song(t) => t,
         item => {
-            let public_only = c.scope().public_only;
-            let user = c.user.id.clone();
             let cover = c
-                .s
-                .db
-                .call(move |db| -> Result<_, crate::library::LibraryError> {
-                    let scope = catalog::Scope {
-                        public_only,
-                        user_id: &user,
-                    };
+                .query(move |db, scope| {
                     Ok(match item {
-                        ItemId::Artist(a) => catalog::artist(db, &scope, &a)?.and_then(|x| x.cover),
+                        ItemId::Artist(a) => catalog::artist(db, scope, &a)?.and_then(|x| x.cover),
                         ItemId::Album(a, b) => {
-                            catalog::album(db, &scope, &a, &b)?.and_then(|x| x.cover)
+                            catalog::album(db, scope, &a, &b)?.and_then(|x| x.cover)
                         }
                         ItemId::Song(t) => Some(t),
                     })
