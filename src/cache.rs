@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use prometheus::IntCounter;
 
 use crate::accounts::User;
@@ -134,20 +135,23 @@ pub struct Caches {
     /// The user and expiry of a live API token, by the token's SHA-256 (never a miss: an
     /// unknown token always asks the database).
     pub tokens: TtlCache<Vec<u8>, (User, Option<i64>)>,
+    /// The bytes of immutable `/media/` objects and of playlists (`media.cache_mb`).
+    pub media_bytes: BytesCache,
 }
 
 /// Content-addressed blobs are immutable; an hour only bounds memory of deleted ones.
 const BLOB_HEAD_TTL: Duration = Duration::from_secs(3600);
 
 impl Caches {
-    /// Builds the caches `cfg` asks for, counting into `metrics`.
-    pub fn new(cfg: &CacheConfig, metrics: &Metrics) -> Caches {
+    /// Builds the caches `cfg` and `media_bytes` (in bytes) ask for, counting into `metrics`.
+    pub fn new(cfg: &CacheConfig, media_bytes: u64, metrics: &Metrics) -> Caches {
         let ttl = Duration::from_secs(cfg.metadata_ttl_secs);
         Caches {
             metadata: TtlCache::new(Subsystem::Metadata, cfg.max_entries, ttl, metrics),
             stream_url: TtlCache::new(Subsystem::StreamUrl, cfg.max_entries, ttl, metrics),
             blob_head: TtlCache::new(Subsystem::BlobHead, cfg.max_entries, BLOB_HEAD_TTL, metrics),
             tokens: TtlCache::new(Subsystem::ApiTokens, cfg.max_entries, ttl, metrics),
+            media_bytes: BytesCache::new(media_bytes, ttl, metrics),
         }
     }
 
@@ -157,6 +161,7 @@ impl Caches {
         self.metadata.invalidate_all();
         self.stream_url.invalidate_all();
         self.blob_head.invalidate_all();
+        self.media_bytes.mutable_changed();
     }
 }
 
@@ -165,6 +170,132 @@ impl Caches {
     /// change, deletion): no cached token may authenticate after it.
     pub fn accounts_changed(&self) {
         self.tokens.invalidate_all();
+    }
+}
+
+/// One object's bytes as `/media/` sends them.
+#[derive(Clone)]
+pub struct CachedObject {
+    /// The whole object.
+    pub bytes: Bytes,
+    /// Its strong validator, quoted, when the store gave one.
+    pub etag: Option<String>,
+    /// For a mutable object (a playlist): the generation it was read under, and when.
+    mutable: Option<(u64, Instant)>,
+}
+
+/// Weighs an entry by its bytes (plus its key), so the cap is a memory cap.
+#[derive(Clone)]
+struct ByWeight;
+
+impl quick_cache::Weighter<String, CachedObject> for ByWeight {
+    fn weight(&self, key: &String, val: &CachedObject) -> u64 {
+        (val.bytes.len() + key.len()) as u64
+    }
+}
+
+/// The bytes of `/media/` objects, capped in total size (S3-FIFO, so one-off pulls do not push
+/// out the hot segments). Content-addressed objects never change under their key and are kept
+/// until evicted; mutable ones (playlists) are dropped by [`Caches::tracks_changed`] and live
+/// at most the metadata TTL (a change made by another process).
+pub struct BytesCache {
+    inner: Option<quick_cache::sync::Cache<String, CachedObject, ByWeight>>,
+    max_object: u64,
+    mutable_ttl: Duration,
+    generation: AtomicU64,
+    hits: IntCounter,
+    misses: IntCounter,
+}
+
+/// Assumed mean entry size, for the cache's table sizing only (a segment is ~50–200 KB).
+const MEAN_OBJECT: u64 = 64 * 1024;
+
+impl BytesCache {
+    /// A cache of at most `capacity` bytes; an object over a sixteenth of it (at most 16 MiB)
+    /// is never kept. `mutable_ttl` bounds a playlist's life (0: playlists are not kept).
+    pub fn new(capacity: u64, mutable_ttl: Duration, metrics: &Metrics) -> BytesCache {
+        let label = [Subsystem::MediaBytes.as_str()];
+        // Few shards: each holds a quarter of the capacity, so the largest object fits easily.
+        let inner = (capacity > 0).then(|| {
+            let opts = quick_cache::OptionsBuilder::new()
+                .estimated_items_capacity((capacity / MEAN_OBJECT).max(16) as usize)
+                .weight_capacity(capacity)
+                .shards(4)
+                .build()
+                .expect("valid cache options");
+            quick_cache::sync::Cache::with_options(
+                opts,
+                ByWeight,
+                Default::default(),
+                Default::default(),
+            )
+        });
+        BytesCache {
+            inner,
+            max_object: (capacity / 16).min(16 * 1024 * 1024),
+            mutable_ttl,
+            generation: AtomicU64::new(0),
+            hits: metrics.cache_hits.with_label_values(&label),
+            misses: metrics.cache_misses.with_label_values(&label),
+        }
+    }
+
+    /// Whether an object of `size` bytes would be kept.
+    pub fn keeps(&self, size: u64) -> bool {
+        self.inner.is_some() && size <= self.max_object
+    }
+
+    /// The generation to pass to [`BytesCache::insert`] for a mutable object: take it before
+    /// reading the store.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The object at `key`, if kept (and, when mutable, still current).
+    pub fn get(&self, key: &str) -> Option<CachedObject> {
+        let found = self.inner.as_ref().and_then(|c| c.get(key)).filter(|o| {
+            o.mutable.is_none_or(|(generation, stored)| {
+                generation == self.generation() && stored.elapsed() < self.mutable_ttl
+            })
+        });
+        match &found {
+            Some(_) => self.hits.inc(),
+            None => self.misses.inc(),
+        }
+        found
+    }
+
+    /// Keeps an object. `mutable` is the generation taken before a playlist was read (`None`
+    /// for content-addressed objects, which cannot go stale).
+    pub fn insert(&self, key: &str, bytes: Bytes, etag: Option<String>, mutable: Option<u64>) {
+        let Some(c) = &self.inner else { return };
+        if bytes.len() as u64 > self.max_object {
+            return;
+        }
+        if let Some(g) = mutable
+            && (g != self.generation() || self.mutable_ttl.is_zero())
+        {
+            return;
+        }
+        let mutable = mutable.map(|g| (g, Instant::now()));
+        c.insert(
+            key.to_owned(),
+            CachedObject {
+                bytes,
+                etag,
+                mutable,
+            },
+        );
+    }
+
+    /// Bytes held now.
+    pub fn weight(&self) -> u64 {
+        self.inner.as_ref().map_or(0, |c| c.weight())
+    }
+
+    /// Some track changed: no mutable object read before now may be served after it.
+    pub fn mutable_changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -242,6 +373,64 @@ mod tests {
         c.insert(1, 1, c.generation());
         assert_eq!(c.get_if(&1, |v| *v > 1), None);
         assert_eq!(count(&m, "misses", "stream_url"), 1);
+    }
+
+    #[test]
+    fn media_bytes_are_capped_and_playlists_go_stale_on_a_track_change() {
+        let m = Metrics::new("t", "t").unwrap();
+        let c = BytesCache::new(16 * 1024 * 1024, Duration::from_secs(60), &m);
+        let seg = Bytes::from(vec![7u8; 1000]);
+        c.insert(
+            "tracks/a/hls/seg/x.m4s",
+            seg.clone(),
+            Some("\"e\"".into()),
+            None,
+        );
+        let playlist_generation = c.generation();
+        c.insert(
+            "tracks/a/hls/master.m3u8",
+            Bytes::from_static(b"#EXTM3U"),
+            None,
+            Some(playlist_generation),
+        );
+        assert_eq!(c.get("tracks/a/hls/seg/x.m4s").unwrap().bytes, seg);
+        assert!(c.get("tracks/a/hls/master.m3u8").is_some());
+        c.mutable_changed();
+        assert!(
+            c.get("tracks/a/hls/master.m3u8").is_none(),
+            "stale playlist"
+        );
+        assert!(
+            c.get("tracks/a/hls/seg/x.m4s").is_some(),
+            "segments never change"
+        );
+        // A reader that took the generation before the change cannot put its copy back.
+        c.insert(
+            "tracks/a/hls/master.m3u8",
+            Bytes::from_static(b"#EXTM3U"),
+            None,
+            Some(playlist_generation),
+        );
+        assert!(c.get("tracks/a/hls/master.m3u8").is_none());
+        // Over a sixteenth of the capacity: never kept.
+        assert!(!c.keeps(1024 * 1024 + 1));
+        c.insert("big", Bytes::from(vec![0u8; 1024 * 1024 + 1]), None, None);
+        assert!(c.get("big").is_none());
+        // The total stays under the cap however much is offered.
+        for i in 0..64 {
+            c.insert(
+                &format!("k{i}"),
+                Bytes::from(vec![1u8; 1024 * 1024]),
+                None,
+                None,
+            );
+        }
+        assert!(c.weight() <= 16 * 1024 * 1024, "{}", c.weight());
+        assert_eq!(count(&m, "hits", "media_bytes"), 3);
+
+        let off = BytesCache::new(0, Duration::from_secs(60), &m);
+        off.insert("k", seg, None, None);
+        assert!(off.get("k").is_none() && !off.keeps(1));
     }
 
     #[test]

@@ -163,7 +163,11 @@ impl App {
             }
         }
         let stream_limit = Arc::new(KeyedLimiter::per_minute(config.stream.rate_limit_per_min));
-        let caches = Arc::new(crate::cache::Caches::new(&config.cache, &metrics));
+        let caches = Arc::new(crate::cache::Caches::new(
+            &config.cache,
+            config.media.cache_bytes,
+            &metrics,
+        ));
         let hashes = Arc::new(accounts::HashPool::new(
             config.auth.hash_concurrency,
             config.auth.hash_queue,
@@ -303,6 +307,7 @@ impl App {
         let server = http::server::serve(
             self.listener,
             http::app(self.state.clone(), crate::subsonic::routes(&self.state)),
+            Some(http::media::FastMedia::new(self.state.clone())),
             limits,
             trusted,
             metrics,

@@ -139,6 +139,8 @@ pub struct Config {
     pub subsonic: SubsonicConfig,
     /// `[cache]`
     pub cache: CacheConfig,
+    /// `[media]`
+    pub media: MediaConfig,
     /// `[metrics]`
     pub metrics: MetricsConfig,
 }
@@ -354,6 +356,14 @@ pub struct CacheConfig {
     pub metadata_ttl_secs: u64,
     /// Entries per cache (0 turns every cache off).
     pub max_entries: usize,
+}
+
+/// `[media]`, parsed.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// Bytes of immutable `/media/` objects (segments, init segments, playlists, covers,
+    /// peaks) kept in memory; 0 turns the cache off.
+    pub cache_bytes: u64,
 }
 
 /// `[metrics]`, parsed.

@@ -18,6 +18,7 @@ pub struct RawConfig {
     pub stream: RawStream,
     pub subsonic: RawSubsonic,
     pub cache: RawCache,
+    pub media: RawMedia,
     pub metrics: RawMetrics,
     pub embed: RawEmbed,
 }
@@ -231,6 +232,19 @@ impl Default for RawCache {
     }
 }
 
+/// `[media]`: the `/media/` origin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMedia {
+    pub cache_mb: u64,
+}
+
+impl Default for RawMedia {
+    fn default() -> Self {
+        Self { cache_mb: 64 }
+    }
+}
+
 /// `[metrics]`: gauges refreshed in the background.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -286,6 +300,7 @@ impl Default for RawConfig {
             stream: RawStream::default(),
             subsonic: RawSubsonic::default(),
             cache: RawCache::default(),
+            media: RawMedia::default(),
             metrics: RawMetrics::default(),
             embed: RawEmbed::default(),
         }

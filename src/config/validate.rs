@@ -11,8 +11,8 @@ use url::Url;
 
 use super::load::describe_key_source;
 use super::raw::{
-    RawAuth, RawCache, RawCdn, RawConfig, RawEmbed, RawHls, RawJobs, RawLog, RawMetrics, RawRum,
-    RawServer, RawStorage, RawStream, RawSubsonic,
+    RawAuth, RawCache, RawCdn, RawConfig, RawEmbed, RawHls, RawJobs, RawLog, RawMedia, RawMetrics,
+    RawRum, RawServer, RawStorage, RawStream, RawSubsonic,
 };
 use super::*;
 
@@ -75,6 +75,7 @@ pub(super) fn validate(fig: &Figment, raw: &RawConfig) -> Result<Config, ConfigE
         stream: validate_stream(&c, &raw.stream)?,
         subsonic: validate_subsonic(&c, &raw.subsonic)?,
         cache: validate_cache(&c, &raw.cache)?,
+        media: validate_media(&c, &raw.media)?,
         metrics: validate_metrics(&c, &raw.metrics)?,
         auth: validate_auth(&c, &raw.auth)?,
         rum: validate_rum(&c, &raw.rum)?,
@@ -470,6 +471,13 @@ fn validate_cache(c: &Check<'_>, raw: &RawCache) -> Result<CacheConfig, ConfigEr
     Ok(CacheConfig {
         metadata_ttl_secs: raw.metadata_ttl_secs,
         max_entries: raw.max_entries as usize,
+    })
+}
+
+fn validate_media(c: &Check<'_>, raw: &RawMedia) -> Result<MediaConfig, ConfigError> {
+    c.range("media.cache_mb", raw.cache_mb, 0..=65_536)?;
+    Ok(MediaConfig {
+        cache_bytes: raw.cache_mb * 1024 * 1024,
     })
 }
 

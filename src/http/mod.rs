@@ -121,19 +121,7 @@ fn request_ctx() -> impl Filter<Extract = (RequestCtx,), Error = Infallible> + C
         .and(filters::client_ip())
         .map(
             |method: Method, headers: HeaderMap, client: std::net::IpAddr| {
-                let id = headers
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .filter(|v| is_sane_request_id(v))
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
-                tracing::Span::current().record("request_id", tracing::field::display(&id));
-                RequestCtx {
-                    id,
-                    method,
-                    client,
-                    started: Instant::now(),
-                }
+                RequestCtx::new(method, &headers, client)
             },
         )
 }
@@ -159,15 +147,46 @@ fn method_label(m: &Method) -> &'static str {
 }
 
 impl RequestCtx {
+    /// Starts the clock; the request id is the client's (when sane) or a new one.
+    fn new(method: Method, headers: &HeaderMap, client: std::net::IpAddr) -> RequestCtx {
+        let id = headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| is_sane_request_id(v))
+            .map(str::to_owned)
+            .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
+        tracing::Span::current().record("request_id", tracing::field::display(&id));
+        RequestCtx {
+            id,
+            method,
+            client,
+            started: Instant::now(),
+        }
+    }
+
     fn finish(self, metrics: &Metrics, stats: &Stats, resp: Response) -> Response {
         let route = resp
             .extensions()
             .get::<RouteTag>()
             .map_or(UNMATCHED, |t| t.0);
+        let method = method_label(&self.method);
+        self.finish_as(route, stats, resp, |status, secs| {
+            metrics.observe_http(route, method, status, secs)
+        })
+    }
+
+    /// Counts, logs and finishes the response of `route`; `observe` records its metrics.
+    fn finish_as(
+        self,
+        route: &'static str,
+        stats: &Stats,
+        resp: Response,
+        observe: impl FnOnce(u16, f64),
+    ) -> Response {
         let status = resp.status().as_u16();
         let elapsed = self.started.elapsed();
         let method = method_label(&self.method);
-        metrics.observe_http(route, method, status, elapsed.as_secs_f64());
+        observe(status, elapsed.as_secs_f64());
         let len = resp
             .headers()
             .get(warp::http::header::CONTENT_LENGTH)

@@ -6,6 +6,7 @@
 //! not by hyper's timer: hyper's header-read timer also runs while a keep-alive connection
 //! waits for its next request, so it cannot tell "slow head" from "idle".
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -14,6 +15,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
+use futures_util::future::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -22,6 +25,7 @@ use tokio::sync::Semaphore;
 use warp::{Filter, Reply};
 
 use super::filters::{BodyTimeout, ClientIp, client_addr};
+use super::media::FastMedia;
 use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 
@@ -56,10 +60,12 @@ impl Limits {
 const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\nretry-after: 1\r\ncontent-type: application/json\r\ncontent-length: 86\r\n\r\n{\"error\":{\"code\":\"too_many_connections\",\"message\":\"too many open connections; retry\"}}";
 
 /// Serves `filter` on `listener` until `shutdown` resolves, then waits for open connections
-/// to finish their requests (the caller bounds that wait).
+/// to finish their requests (the caller bounds that wait). `/media/` GETs and HEADs go to
+/// `media` when given, past the filter chain.
 pub async fn serve<F, R>(
     listener: TcpListener,
     filter: F,
+    media: Option<Arc<FastMedia>>,
     limits: Limits,
     trusted: TrustedProxies,
     metrics: Metrics,
@@ -91,6 +97,7 @@ pub async fn serve<F, R>(
         let svc = warp::service(filter.clone());
         let metrics = metrics.clone();
         let trusted = trusted.clone();
+        let media = media.clone();
         tokio::spawn(async move {
             metrics.connection_opened();
             let activity = Arc::new(Activity::new());
@@ -101,12 +108,19 @@ pub async fn serve<F, R>(
             let act = activity.clone();
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 let client = client_addr(peer.ip(), req.headers(), &trusted);
-                req.extensions_mut().insert(ClientIp(client));
-                req.extensions_mut()
-                    .insert(BodyTimeout(limits.body_timeout));
                 let guard = act.begin_request();
-                let mut svc = svc.clone();
-                let fut = tower_service::Service::call(&mut svc, req);
+                let fut = match &media {
+                    Some(m) if FastMedia::takes(&req) => {
+                        Either::Left(m.clone().call(req, client).map(Ok::<_, Infallible>))
+                    }
+                    _ => {
+                        req.extensions_mut().insert(ClientIp(client));
+                        req.extensions_mut()
+                            .insert(BodyTimeout(limits.body_timeout));
+                        let mut svc = svc.clone();
+                        Either::Right(tower_service::Service::call(&mut svc, req))
+                    }
+                };
                 async move {
                     let resp = fut.await;
                     drop(guard);

@@ -4,8 +4,8 @@
 pub mod stats;
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// HTTP status classes used as a label.
@@ -80,6 +80,30 @@ pub struct Metrics {
     pub db_size_bytes: IntGauge,
 }
 
+/// The index in [`STATUS_CLASSES`] of an HTTP status (anything odd counts as 5xx).
+fn status_class(status: u16) -> usize {
+    match status / 100 {
+        1..=5 => usize::from(status / 100) - 1,
+        _ => 4,
+    }
+}
+
+/// One route's request counters (per status class) and duration histogram, per method,
+/// resolved once by [`Metrics::route_series`].
+pub struct RouteSeries {
+    by_method: Vec<(&'static str, [IntCounter; 5], Histogram)>,
+}
+
+impl RouteSeries {
+    /// Records one answered request; a method the series was not built for is not counted.
+    pub fn observe(&self, method: &str, status: u16, seconds: f64) {
+        if let Some((_, requests, duration)) = self.by_method.iter().find(|(m, ..)| *m == method) {
+            requests[status_class(status)].inc();
+            duration.observe(seconds);
+        }
+    }
+}
+
 /// What a cache serves: the `subsystem` label of `veza_cache_{hits,misses}_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheSubsystem {
@@ -91,15 +115,18 @@ pub enum CacheSubsystem {
     BlobHead,
     /// API tokens by hash: their user, role and expiry, so a bearer call needs no query.
     ApiTokens,
+    /// The bytes of immutable `/media/` objects and playlists (`media.cache_mb`).
+    MediaBytes,
 }
 
 impl CacheSubsystem {
     /// Every subsystem, for pre-zeroed series.
-    pub const ALL: [CacheSubsystem; 4] = [
+    pub const ALL: [CacheSubsystem; 5] = [
         CacheSubsystem::StreamUrl,
         CacheSubsystem::Metadata,
         CacheSubsystem::BlobHead,
         CacheSubsystem::ApiTokens,
+        CacheSubsystem::MediaBytes,
     ];
 
     /// The label value.
@@ -109,6 +136,7 @@ impl CacheSubsystem {
             CacheSubsystem::Metadata => "metadata",
             CacheSubsystem::BlobHead => "blob_head",
             CacheSubsystem::ApiTokens => "api_tokens",
+            CacheSubsystem::MediaBytes => "media_bytes",
         }
     }
 }
@@ -360,12 +388,28 @@ impl Metrics {
         })
     }
 
+    /// The series of one route for `methods`, looked up once, for a hot path that must not
+    /// look labels up per request.
+    pub fn route_series(&self, route: &str, methods: &[&'static str]) -> RouteSeries {
+        RouteSeries {
+            by_method: methods
+                .iter()
+                .map(|&m| {
+                    let requests = STATUS_CLASSES
+                        .map(|class| self.http_requests.with_label_values(&[route, m, class]));
+                    (
+                        m,
+                        requests,
+                        self.http_duration.with_label_values(&[route, m]),
+                    )
+                })
+                .collect(),
+        }
+    }
+
     /// Records one answered request.
     pub fn observe_http(&self, route: &str, method: &str, status: u16, seconds: f64) {
-        let class = STATUS_CLASSES
-            .get(usize::from(status / 100).saturating_sub(1))
-            .copied()
-            .unwrap_or("5xx");
+        let class = STATUS_CLASSES[status_class(status)];
         self.http_requests
             .with_label_values(&[route, method, class])
             .inc();

@@ -115,7 +115,7 @@ impl TrackService {
             metadata_ttl_secs: 0,
             max_entries: 0,
         };
-        let caches = Arc::new(Caches::new(&no_cache, &metrics));
+        let caches = Arc::new(Caches::new(&no_cache, 0, &metrics));
         let cdn = Arc::new(CdnService::new(&config, &metrics));
         let jobs = Queue::new(&config);
         TrackService::new(config, db, store, caches, cdn, jobs)

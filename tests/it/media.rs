@@ -820,3 +820,156 @@ async fn in_cdn_mode_urls_point_at_the_edge_and_play_through_it() {
     .await;
     app.stop().await;
 }
+
+/// `veza_cache_{hits,misses}_total{subsystem="media_bytes"}`.
+fn media_cache(app: &TestApp, name: &str) -> u64 {
+    let line = format!("veza_cache_{name}_total{{subsystem=\"media_bytes\"}} ");
+    let text = app.state.metrics.render().unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .map_or_else(|| panic!("{line} missing"), |v| v.parse().unwrap())
+}
+
+#[tokio::test]
+async fn objects_served_from_memory_answer_exactly_as_from_the_store_and_stay_behind_the_gates() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = spawn_app_with(config).await;
+    let (_, ed) = user_with_token(&app, "ed", Role::Editor).await;
+    let t = upload(
+        &app,
+        &ed,
+        &tone(dir.path(), "m.mp3", 350, "green"),
+        "public",
+    )
+    .await;
+    let id = t["id"].as_str().unwrap();
+    let hls = fake_hls(&app, id).await;
+    let master = app.reach(signed(&app, id, "", None).await["url"].as_str().unwrap());
+    let url_of =
+        |key: &str| master.replace(&format!("/tracks/{id}/hls/master.m3u8"), &format!("/{key}"));
+    let c = &app.client;
+    let seg_key = &hls[1];
+    let seg = c.get(url_of(seg_key)).send().await.unwrap();
+    assert_eq!(seg.status(), 200);
+    let etag = header(&seg, "etag").to_owned();
+    let bytes = seg.bytes().await.unwrap();
+    assert_eq!(bytes.len(), 20_000);
+    assert_eq!(bytes.as_ref(), filler(10, 20_000).as_slice());
+
+    // From here on the segment comes from memory: the same bytes, ranges and validators.
+    let hits = media_cache(&app, "hits");
+    let again = c.get(url_of(seg_key)).send().await.unwrap();
+    assert_eq!(header(&again, "etag"), etag);
+    assert_eq!(
+        header(&again, "cache-control"),
+        "public, max-age=86400, immutable"
+    );
+    assert_eq!(header(&again, "content-type"), "audio/mp4");
+    assert_eq!(again.bytes().await.unwrap(), bytes);
+    let part = c
+        .get(url_of(seg_key))
+        .header("range", "bytes=100-199")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(header(&part, "content-range"), "bytes 100-199/20000");
+    assert_eq!(part.bytes().await.unwrap(), bytes.slice(100..200));
+    let tail = c
+        .get(url_of(seg_key))
+        .header("range", "bytes=-10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tail.bytes().await.unwrap(), bytes.slice(19_990..));
+    let stale_range = c
+        .get(url_of(seg_key))
+        .header("range", "bytes=0-9")
+        .header("if-range", "\"not-it\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale_range.status(), 200, "a stale If-Range sends it all");
+    let beyond = c
+        .get(url_of(seg_key))
+        .header("range", "bytes=20000-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&beyond, "content-range"), "bytes */20000");
+    assert_envelope(beyond, 416, "range_not_satisfiable").await;
+    let not_modified = c
+        .get(url_of(seg_key))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_modified.status(), 304);
+    let head = c.head(url_of(seg_key)).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(header(&head, "content-length"), "20000");
+    assert!(head.bytes().await.unwrap().is_empty());
+    assert!(
+        media_cache(&app, "hits") >= hits + 7,
+        "every answer above came from memory"
+    );
+
+    // The gates stand in front of the memory: a tampered token is still a 403.
+    let tampered = url_of(seg_key).replacen(".d3.", ".d4.", 1);
+    assert_envelope(c.get(&tampered).send().await.unwrap(), 403, "token_invalid").await;
+
+    // A playlist re-written by a re-packaging is served new at once, not from memory.
+    let playlist = format!("tracks/{id}/hls/128k.m3u8");
+    let old = c
+        .get(url_of(&playlist))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        c.get(url_of(&playlist))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        old
+    );
+    let new = old.replace("#EXT-X-ENDLIST", "#EXT-X-DISCONTINUITY\n#EXT-X-ENDLIST");
+    put(&app, &playlist, new.clone().into_bytes()).await;
+    // What `mark_packaged` does after its commit (through `sql`'s tracks_changed).
+    sql(
+        &app,
+        "UPDATE tracks SET updated_at = updated_at WHERE id = ?1",
+        vec![id.to_owned()],
+    )
+    .await;
+    assert_eq!(
+        c.get(url_of(&playlist))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        new
+    );
+
+    // Taken down: the segment in memory is refused like every other object.
+    sql(
+        &app,
+        "UPDATE tracks SET status = 'taken_down' WHERE id = ?1",
+        vec![id.to_owned()],
+    )
+    .await;
+    assert_envelope(
+        c.get(url_of(seg_key)).send().await.unwrap(),
+        451,
+        "taken_down",
+    )
+    .await;
+    app.stop().await;
+}

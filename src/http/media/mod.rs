@@ -27,9 +27,12 @@ use crate::http::state::AppState;
 use crate::library::{OwnerKey, TrackAccess};
 use crate::tracks::{Purpose, Verdict, Viewer, may_view};
 
+mod fast;
 mod object;
 mod send;
 mod token;
+
+pub use fast::FastMedia;
 
 use object::*;
 use send::*;
@@ -102,7 +105,12 @@ fn request(
 
 async fn handle(tail: Tail, mut req: MediaRequest, s: AppState) -> Result<Response, Rejection> {
     req.tail = tail.as_str().to_owned();
-    Ok(match serve(&req, &s).await {
+    Ok(respond(&req, &s).await)
+}
+
+/// The answer to one `/media/` request, errors included (with headers no edge may cache).
+async fn respond(req: &MediaRequest, s: &AppState) -> Response {
+    match serve(req, s).await {
         Ok(resp) => resp,
         Err((err, tags)) => {
             let mut resp = err.into_response();
@@ -113,7 +121,7 @@ async fn handle(tail: Tail, mut req: MediaRequest, s: AppState) -> Result<Respon
             }
             resp
         }
-    })
+    }
 }
 
 /// An error, with the `CDN-Tag` of the tracks when they are known (a 451 is worth purging).

@@ -1,5 +1,7 @@
 //! Serving an object: validators, ranges, streaming the body from the blob store.
 
+use bytes::Bytes;
+use futures_util::StreamExt;
 use warp::Reply;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
@@ -22,9 +24,11 @@ pub(super) async fn send(
 ) -> Result<Response, ApiError> {
     let h = &req.headers;
     let text = |name: header::HeaderName| h.get(name).and_then(|v| v.to_str().ok());
-    let range = text(header::RANGE).and_then(parse_range);
-    let if_none_match = text(header::IF_NONE_MATCH);
-    let if_range = text(header::IF_RANGE);
+    let asked = Conditions {
+        range: text(header::RANGE).and_then(parse_range),
+        if_none_match: text(header::IF_NONE_MATCH),
+        if_range: text(header::IF_RANGE),
+    };
 
     let mut out = Response::new("".into());
     let oh = out.headers_mut();
@@ -35,39 +39,47 @@ pub(super) async fn send(
         oh.insert("cdn-tag", tags);
     }
 
+    // Everything but originals (large, and pulled about once per edge) may be in memory.
+    let cache = &s.caches.media_bytes;
+    let cacheable = object.kind != Kind::Original;
+    if cacheable && let Some(hit) = cache.get(object.key.as_str()) {
+        return from_memory(out, &hit.bytes, hit.etag.as_deref(), req.head, &asked);
+    }
+
     // Plain GETs (the edge's first pull, a player's segment) go straight to one read; the
     // validators need the ETag first, so they take a `head` before any body is opened.
-    let needs_meta = req.head || if_none_match.is_some() || (range.is_some() && if_range.is_some());
-    let mut range = range;
-    if needs_meta {
+    let mut range = asked.range;
+    if req.head || asked.if_none_match.is_some() || (range.is_some() && asked.if_range.is_some()) {
         let meta = head(s, object).await?;
-        if let Some(etag) = &meta.etag {
-            set_etag(&mut out, etag);
-            if if_none_match.is_some_and(|v| none_match_hits(v, etag)) {
-                *out.status_mut() = StatusCode::NOT_MODIFIED;
-                out.headers_mut().remove(header::CONTENT_TYPE);
-                return Ok(out);
-            }
-        }
-        if let Some(v) = if_range
-            && !meta.etag.as_deref().is_some_and(|e| strong_match(v, e))
-        {
-            // A stale (or date) validator: the client's partial copy is outdated; send it all.
-            range = None;
-        }
+        range = match validate(&mut out, meta.etag.as_deref(), &asked) {
+            Validated::NotModified => return Ok(out),
+            Validated::Send(range) => range,
+        };
         if req.head {
-            let (start, end) = match range {
-                Some(r) => r
-                    .resolve(meta.size)
-                    .ok_or(ApiError::RangeNotSatisfiable { size: meta.size })?,
-                None => (0, meta.size.saturating_sub(1)),
-            };
+            let (start, end) = resolve(range, meta.size)?;
             set_body_headers(&mut out, range.is_some(), start, end, meta.size);
             return Ok(out);
         }
     }
 
+    // Taken before the read: a playlist re-written meanwhile must not be kept.
+    let generation = cache.generation();
     let obj = s.store.get(&object.key, range).await.map_err(store_error)?;
+    if cacheable && range.is_none() && cache.keeps(obj.size) {
+        let bytes = read_whole(obj.body, obj.size).await?;
+        let mutable = (object.kind == Kind::Playlist).then_some(generation);
+        cache.insert(
+            object.key.as_str(),
+            bytes.clone(),
+            obj.etag.clone(),
+            mutable,
+        );
+        if let Some(etag) = &obj.etag {
+            set_etag(&mut out, etag);
+        }
+        set_whole_body(&mut out, bytes);
+        return Ok(out);
+    }
     if let Some(etag) = &obj.etag {
         set_etag(&mut out, etag);
     }
@@ -78,6 +90,102 @@ pub(super) async fn send(
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
     Ok(resp)
+}
+
+/// What the request asked of the object: a part of it, and its validators.
+pub(super) struct Conditions<'a> {
+    range: Option<ByteRange>,
+    if_none_match: Option<&'a str>,
+    if_range: Option<&'a str>,
+}
+
+/// What the validators decided.
+enum Validated {
+    /// 304: the client's copy is current (the response is ready).
+    NotModified,
+    /// Send the object, or the part still asked for.
+    Send(Option<ByteRange>),
+}
+
+/// Applies `If-None-Match` and `If-Range` against the object's ETag, setting it on `out`.
+fn validate(out: &mut Response, etag: Option<&str>, asked: &Conditions) -> Validated {
+    let mut range = asked.range;
+    if let Some(etag) = etag {
+        set_etag(out, etag);
+        if asked
+            .if_none_match
+            .is_some_and(|v| none_match_hits(v, etag))
+        {
+            *out.status_mut() = StatusCode::NOT_MODIFIED;
+            out.headers_mut().remove(header::CONTENT_TYPE);
+            return Validated::NotModified;
+        }
+    }
+    if let Some(v) = asked.if_range
+        && !etag.is_some_and(|e| strong_match(v, e))
+    {
+        // A stale (or date) validator: the client's partial copy is outdated; send it all.
+        range = None;
+    }
+    Validated::Send(range)
+}
+
+/// The inclusive bounds `range` selects in `size` bytes (all of them without a range).
+fn resolve(range: Option<ByteRange>, size: u64) -> Result<(u64, u64), ApiError> {
+    match range {
+        Some(r) => r
+            .resolve(size)
+            .ok_or(ApiError::RangeNotSatisfiable { size }),
+        None => Ok((0, size.saturating_sub(1))),
+    }
+}
+
+/// An answer from bytes in memory: the same validators, ranges and headers as from the store.
+fn from_memory(
+    mut out: Response,
+    bytes: &Bytes,
+    etag: Option<&str>,
+    head: bool,
+    asked: &Conditions,
+) -> Result<Response, ApiError> {
+    let range = match validate(&mut out, etag, asked) {
+        Validated::NotModified => return Ok(out),
+        Validated::Send(range) => range,
+    };
+    let size = bytes.len() as u64;
+    let (start, end) = resolve(range, size)?;
+    set_body_headers(&mut out, range.is_some(), start, end, size);
+    if !head && size > 0 {
+        *out.body_mut() = bytes.slice(start as usize..=end as usize).into();
+    }
+    Ok(out)
+}
+
+/// A 200 with all of `bytes` as its body.
+fn set_whole_body(out: &mut Response, bytes: Bytes) {
+    let size = bytes.len() as u64;
+    set_body_headers(out, false, 0, size.saturating_sub(1), size);
+    *out.body_mut() = bytes.into();
+}
+
+/// Reads a body of `size` bytes into one buffer (one chunk is kept as is, without a copy).
+async fn read_whole(mut body: crate::storage::ByteStream, size: u64) -> Result<Bytes, ApiError> {
+    let failed = |e: std::io::Error| {
+        tracing::error!(error = %e, "blob store failed while reading a /media/ object");
+        ApiError::Internal
+    };
+    let Some(first) = body.next().await.transpose().map_err(failed)? else {
+        return Ok(Bytes::new());
+    };
+    if first.len() as u64 >= size {
+        return Ok(first);
+    }
+    let mut all = bytes::BytesMut::with_capacity(size as usize);
+    all.extend_from_slice(&first);
+    while let Some(chunk) = body.next().await.transpose().map_err(failed)? {
+        all.extend_from_slice(&chunk);
+    }
+    Ok(all.freeze())
 }
 
 /// Size and ETag, from the cache for content-addressed objects (their bytes never change, so
