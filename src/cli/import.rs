@@ -13,6 +13,7 @@ pub(super) fn import(
     dir: &std::path::Path,
     visibility: &str,
     dry_run: bool,
+    jobs: Option<u16>,
 ) -> Result<(), CliError> {
     if !dir.is_dir() {
         return Err(CliError::Input(format!(
@@ -30,7 +31,11 @@ pub(super) fn import(
             .await
             .map_err(|e| CliError::Import(e.to_string()))?;
         let tracks = TrackService::for_command(Arc::new(cfg.clone()), db, store);
-        crate::library::import::run(&tracks.ingest(), dir, visibility, dry_run)
+        let jobs = jobs.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            usize::from,
+        );
+        crate::library::import::run(&tracks.ingest(), dir, visibility, dry_run, jobs)
             .await
             .map_err(|e| CliError::Import(e.to_string()))
     })?;

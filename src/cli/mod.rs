@@ -70,6 +70,9 @@ pub enum Command {
         /// Hash and check for duplicates only; store nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Files worked on at once (default: the number of CPU cores).
+        #[arg(short = 'j', long = "jobs", value_parser = clap::value_parser!(u16).range(1..=256))]
+        jobs: Option<u16>,
     },
     /// Queue the audio analysis (loudness, ReplayGain, waveform peaks, gapless data) of tracks
     /// packaged before it existed; the server's job workers run it.
@@ -130,7 +133,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             dir,
             visibility,
             dry_run,
-        } => import::import(&cfg, &dir, &visibility, dry_run),
+            jobs,
+        } => import::import(&cfg, &dir, &visibility, dry_run, jobs),
         Command::Analyze { all, ids } => analyze::analyze(&cfg, all, &ids),
         Command::Backup(args) => {
             telemetry::init(&cfg.log, std::io::stderr);

@@ -3,10 +3,12 @@
 //! (a second run finds only duplicates), with a progress bar on a terminal and plain lines
 //! otherwise.
 
+use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::ingest::{Ingest, Outcome, Overrides, hash_file};
@@ -66,13 +68,27 @@ pub fn scan(dir: &Path) -> Result<(Vec<(PathBuf, u64)>, usize), LibraryError> {
     Ok((files, skipped))
 }
 
-/// Imports every audio file under `dir`; with `dry_run`, only hashes and checks for duplicates.
+/// How one file went.
+enum FileOutcome {
+    Imported,
+    Duplicate,
+    Failed(String),
+}
+
+/// Imports every audio file under `dir`, `jobs` files at a time (at least one); with `dry_run`,
+/// only hashes and checks for duplicates.
+///
+/// Files are hashed in scan order and a file whose bytes an earlier file of the same run has
+/// is a duplicate of it, so the same tree always yields the same tracks (titles come from
+/// file names) however the work interleaves.
 pub async fn run(
     ingest: &Ingest,
     dir: &Path,
     visibility: Visibility,
     dry_run: bool,
+    jobs: usize,
 ) -> Result<Summary, LibraryError> {
+    let jobs = jobs.max(1);
     let (files, skipped) = scan(dir)?;
     let total_bytes: u64 = files.iter().map(|(_, s)| s).sum();
     let mut sum = Summary {
@@ -98,52 +114,63 @@ pub async fn run(
         visibility: Some(visibility),
         ..Overrides::default()
     };
-    for (i, (path, size)) in files.iter().enumerate() {
-        bar.set_message(format!("{}/{} files", i + 1, files.len()));
+    let mut seen: HashSet<String> = HashSet::new();
+    // Each file is its own task, so hashing and storing use every core; hashing runs ahead
+    // in scan order (`buffered`), ingestion takes whatever is ready.
+    let mut done = futures_util::stream::iter(files.iter())
+        .map(|(path, size)| {
+            let owned = path.clone();
+            let hashing = tokio::spawn(async move { hash_file(&owned).await });
+            async move { (path, *size, joined(path, hashing.await)) }
+        })
+        .buffered(jobs)
+        .map(|(path, size, hashed)| {
+            let outcome = match hashed {
+                Err(e) => Err(FileOutcome::Failed(e.to_string())),
+                Ok((sha, _)) if !seen.insert(sha.clone()) => Err(FileOutcome::Duplicate),
+                Ok((sha, hashed_size)) => Ok(tokio::spawn(import_one(
+                    ingest.clone(),
+                    path.clone(),
+                    sha,
+                    hashed_size,
+                    over.clone(),
+                    dry_run,
+                ))),
+            };
+            async move {
+                let outcome = match outcome {
+                    Err(settled) => settled,
+                    Ok(task) => match joined(path, task.await) {
+                        Ok(true) => FileOutcome::Imported,
+                        Ok(false) => FileOutcome::Duplicate,
+                        Err(e) => FileOutcome::Failed(e.to_string()),
+                    },
+                };
+                (path, size, outcome)
+            }
+        })
+        .buffer_unordered(jobs);
+    let mut finished = 0;
+    while let Some((path, size, outcome)) = done.next().await {
+        finished += 1;
+        bar.set_message(format!("{finished}/{} files", files.len()));
         let rel = path.strip_prefix(dir).unwrap_or(path).display().to_string();
-        let result = async {
-            let (sha, hashed_size) = hash_file(path).await?;
-            if dry_run {
-                let dup = ingest
-                    .db
-                    .call(move |c| super::store::find_by_sha(c, &sha))
-                    .await?;
-                return Ok::<_, LibraryError>(if dup.is_some() {
-                    "duplicate"
-                } else {
-                    "would import"
-                });
-            }
-            let title = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or("Untitled")
-                .to_owned();
-            match ingest
-                .file(path, &sha, hashed_size, &over, &title, None)
-                .await?
-            {
-                Outcome::Created(_) => Ok("imported"),
-                Outcome::Duplicate(_) => Ok("duplicate"),
-            }
-        }
-        .await;
-        let line = match result {
-            Ok("imported") | Ok("would import") => {
+        let line = match outcome {
+            FileOutcome::Imported => {
                 sum.imported += 1;
                 format!(
                     "{} {rel}",
                     if dry_run { "would import" } else { "imported" }
                 )
             }
-            Ok(_) => {
+            FileOutcome::Duplicate => {
                 sum.duplicates += 1;
                 format!("duplicate {rel}")
             }
-            Err(e) => {
-                let reason = e.to_string();
-                sum.failed.push((path.clone(), reason.clone()));
-                format!("failed {rel}: {reason}")
+            FileOutcome::Failed(reason) => {
+                let line = format!("failed {rel}: {reason}");
+                sum.failed.push((path.clone(), reason));
+                line
             }
         };
         if tty {
@@ -151,8 +178,10 @@ pub async fn run(
         } else {
             println!("{line}");
         }
-        bar.inc(*size);
+        bar.inc(size);
     }
+    // Lines print as files finish; the summary lists failures in scan order.
+    sum.failed.sort();
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64().max(0.001);
     eprintln!(
@@ -169,4 +198,45 @@ pub async fn run(
         eprintln!("  failed: {}: {reason}", path.display());
     }
     Ok(sum)
+}
+
+/// A task's result; a task that panicked is that file's failure, not the import's.
+fn joined<T>(
+    path: &Path,
+    r: Result<Result<T, LibraryError>, tokio::task::JoinError>,
+) -> Result<T, LibraryError> {
+    r.unwrap_or_else(|e| {
+        Err(LibraryError::Io {
+            op: "import",
+            path: path.display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    })
+}
+
+/// Ingests one hashed file: `true` when it is new (or, dry, would be).
+async fn import_one(
+    ingest: Ingest,
+    path: PathBuf,
+    sha: String,
+    size: u64,
+    over: Overrides,
+    dry_run: bool,
+) -> Result<bool, LibraryError> {
+    if dry_run {
+        let dup = ingest
+            .db
+            .call(move |c| super::store::find_by_sha(c, &sha))
+            .await?;
+        return Ok(dup.is_none());
+    }
+    let title = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("Untitled")
+        .to_owned();
+    Ok(matches!(
+        ingest.file(&path, &sha, size, &over, &title, None).await?,
+        Outcome::Created(_)
+    ))
 }

@@ -14,6 +14,9 @@ pub(super) const COLS: &str = "id, title, artist, album, track_number, duration_
     status_detail, created_at, updated_at, original_key, hls_key, album_artist, genre, year, \
     disc_number, play_count, last_played_at";
 
+/// How many columns [`COLS`] names (a query may select more after them).
+const COL_COUNT: usize = 27;
+
 /// A stored text column parsed into its domain type: a value that does not parse is an error
 /// naming the column, never a silent default.
 fn parsed<T>(r: &Row<'_>, i: usize) -> rusqlite::Result<T>
@@ -193,12 +196,15 @@ pub enum Sort {
     Artist,
     /// By album A-Z.
     Album,
+    /// Best search match first (FTS5's bm25 rank); the default when there is a search.
+    Relevance,
 }
 
 impl Sort {
-    /// Parses `newest|oldest|title|artist|album`.
+    /// Parses `newest|oldest|title|artist|album|relevance`.
     pub fn parse(s: &str) -> Option<Sort> {
         Some(match s {
+            "relevance" => Sort::Relevance,
             "newest" | "" => Sort::Newest,
             "oldest" => Sort::Oldest,
             "title" => Sort::Title,
@@ -214,6 +220,7 @@ impl Sort {
             Sort::Title => "title COLLATE NOCASE",
             Sort::Artist => "artist COLLATE NOCASE",
             Sort::Album => "album COLLATE NOCASE",
+            Sort::Relevance => "f.fts_rank",
         }
     }
 
@@ -237,7 +244,7 @@ pub struct Query {
     pub status: Option<Status>,
     /// Anonymous callers: public and not taken down only.
     pub public_only: bool,
-    /// Sort order (default newest).
+    /// Sort order (default: relevance with `q`, else newest).
     pub sort: Option<Sort>,
     /// Opaque cursor from the previous page.
     pub cursor: Option<String>,
@@ -292,14 +299,36 @@ pub fn list(c: &Connection, q: &Query) -> Result<Page, LibraryError> {
     if let Some(text) = q.q.as_deref() {
         check_search(text)?;
     }
-    let sort = q.sort.unwrap_or(Sort::Newest);
+    let matching = q.q.as_deref().and_then(fts_query);
+    let sort = match (q.sort, &matching) {
+        (Some(Sort::Relevance), None) => {
+            return Err(LibraryError::Invalid {
+                field: "sort",
+                message: "relevance needs a search (q)".into(),
+            });
+        }
+        (Some(sort), _) => sort,
+        (None, Some(_)) => Sort::Relevance,
+        (None, None) => Sort::Newest,
+    };
     let limit = q.limit.unwrap_or(50).clamp(1, 200);
     let mut wh: Vec<String> = Vec::new();
     let mut args: Vec<SqlValue> = Vec::new();
-    if let Some(text) = q.q.as_deref().and_then(fts_query) {
-        wh.push("rowid IN (SELECT rowid FROM tracks_fts WHERE tracks_fts MATCH ?)".into());
-        args.push(text.into());
-    }
+    // By relevance, the FTS index drives the query and hands out its rank; otherwise the
+    // match is a filter beside the sort column's index.
+    let from = match &matching {
+        Some(text) if sort == Sort::Relevance => {
+            args.push(text.clone().into());
+            "(SELECT rowid AS fts_rowid, rank AS fts_rank FROM tracks_fts WHERE tracks_fts MATCH ?) AS f \
+             JOIN tracks ON tracks.rowid = f.fts_rowid"
+        }
+        Some(text) => {
+            wh.push("rowid IN (SELECT rowid FROM tracks_fts WHERE tracks_fts MATCH ?)".into());
+            args.push(text.clone().into());
+            "tracks"
+        }
+        None => "tracks",
+    };
     if let Some(a) = &q.artist {
         wh.push("artist = ? COLLATE NOCASE".into());
         args.push(a.clone().into());
@@ -336,23 +365,30 @@ pub fn list(c: &Connection, q: &Query) -> Result<Page, LibraryError> {
     } else {
         format!("WHERE {}", wh.join(" AND "))
     };
+    let rank = if sort == Sort::Relevance {
+        "f.fts_rank"
+    } else {
+        "NULL"
+    };
     let sql = format!(
-        "SELECT {COLS} FROM tracks {where_sql} ORDER BY {col} {dir}, id {dir} LIMIT {}",
+        "SELECT {COLS}, {rank} FROM {from} {where_sql} ORDER BY {col} {dir}, id {dir} LIMIT {}",
         limit + 1
     );
     let mut st = c.prepare(&sql)?;
     let mut tracks = st
-        .query_map(params_from_iter(args), row)?
+        .query_map(params_from_iter(args), |r| {
+            Ok((row(r)?, r.get::<_, Option<f64>>(COL_COUNT)?))
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     let more = tracks.len() > limit as usize;
     tracks.truncate(limit as usize);
     let next_cursor = match (more, tracks.last()) {
-        (true, Some(last)) => Some(encode_cursor(sort, last)),
+        (true, Some((last, rank))) => Some(encode_cursor(sort, last, *rank)),
         _ => None,
     };
     let tracks = tracks
         .into_iter()
-        .map(|t| with_tags(c, t))
+        .map(|(t, _)| with_tags(c, t))
         .collect::<Result<_, _>>()?;
     Ok(Page {
         tracks,
@@ -360,8 +396,9 @@ pub fn list(c: &Connection, q: &Query) -> Result<Page, LibraryError> {
     })
 }
 
-fn encode_cursor(sort: Sort, t: &Track) -> String {
+fn encode_cursor(sort: Sort, t: &Track, rank: Option<f64>) -> String {
     let v = match sort {
+        Sort::Relevance => serde_json::json!([rank.unwrap_or_default(), t.id]),
         Sort::Newest | Sort::Oldest => serde_json::json!([t.created_at, t.id]),
         Sort::Title => serde_json::json!([t.title, t.id]),
         Sort::Artist => serde_json::json!([t.artist, t.id]),
@@ -379,7 +416,10 @@ fn decode_cursor(cur: &str) -> Result<(SqlValue, String), LibraryError> {
     let v: serde_json::Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let id = v[1].as_str().ok_or_else(bad)?.to_owned();
     let value = match &v[0] {
-        serde_json::Value::Number(n) => SqlValue::Integer(n.as_i64().ok_or_else(bad)?),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => SqlValue::Integer(i),
+            None => SqlValue::Real(n.as_f64().ok_or_else(bad)?),
+        },
         serde_json::Value::String(s) => SqlValue::Text(s.clone()),
         _ => return Err(bad()),
     };
@@ -553,6 +593,7 @@ mod tests {
 
     #[test]
     fn search_text_becomes_safe_prefix_queries() {
+        assert_eq!(COLS.split(',').count(), COL_COUNT);
         assert_eq!(fts_query("Blue mon").as_deref(), Some("\"Blue\"* \"mon\"*"));
         assert_eq!(
             fts_query("\" OR 1=1 --").as_deref(),

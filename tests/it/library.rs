@@ -320,7 +320,7 @@ async fn listing_filters_searches_and_paginates_stably() {
         "anonymous: public only, newest first"
     );
     assert_eq!(
-        titles(&get("?q=blue", true).await),
+        titles(&get("?q=blue&sort=newest", true).await),
         vec!["Blue Train", "Blue Monday"]
     );
     assert_eq!(titles(&get("?q=mon", false).await), vec!["Blue Monday"]);
@@ -372,6 +372,76 @@ async fn listing_filters_searches_and_paginates_stably() {
     .await;
     assert_eq!(titles(&p3), vec!["Red Rain"]);
     assert!(p3["next_cursor"].is_null());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_search_lists_the_best_matches_first_and_pages_through_them() {
+    let fx = Fixtures::new();
+    let app = spawn_app().await;
+    let (_, ed) = user_with_token(&app, "ed", Role::Editor).await;
+    // Oldest first: the best match is the oldest, so "newest" and "relevance" differ.
+    for (i, title) in [
+        "River",
+        "Lake",
+        "A Long Slow Song About Walking Down To The River",
+        "Down The River",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let f = fx.tone(&format!("r{i}.opus"), 1, 500 + i as u32 * 40);
+        let r = app.upload_with(&ed, &f, &[("title", *title)]).await;
+        assert_eq!(r.status(), 201);
+    }
+    let titles = |q: String| {
+        let r = app
+            .client
+            .get(app.url(&format!("/api/v1/tracks{q}")))
+            .bearer_auth(&ed);
+        async move {
+            let v: Value = r.send().await.unwrap().json().await.unwrap();
+            let t: Vec<String> = v["tracks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["title"].as_str().unwrap().to_owned())
+                .collect();
+            (t, v["next_cursor"].as_str().map(str::to_owned))
+        }
+    };
+    let best = vec![
+        "River",
+        "Down The River",
+        "A Long Slow Song About Walking Down To The River",
+    ];
+    assert_eq!(
+        titles("?q=river".into()).await.0,
+        best,
+        "relevance is the default with q"
+    );
+    assert_eq!(titles("?q=river&sort=relevance".into()).await.0, best);
+    let newest = titles("?q=river&sort=newest".into()).await.0;
+    assert_eq!(newest.first().map(String::as_str), Some("Down The River"));
+    // Pages of one follow the same order, without repeats or gaps.
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = match &cursor {
+            Some(c) => format!("?q=river&limit=1&cursor={c}"),
+            None => "?q=river&limit=1".into(),
+        };
+        let (page, next) = titles(q).await;
+        paged.extend(page);
+        match next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+        assert!(paged.len() <= 3, "{paged:?}");
+    }
+    assert_eq!(paged, best);
+    let bad = app.get("/api/v1/tracks?sort=relevance", Some(&ed)).await;
+    assert_envelope(bad, 400, "invalid_field").await;
     app.stop().await;
 }
 
@@ -459,14 +529,18 @@ fn import_walks_a_tree_and_reports_each_outcome() {
     std::fs::write(tree.join("a/b/broken.mp3"), [0u8; 4096]).unwrap();
 
     crate::helpers::migrate(home.path());
-    let run = || {
+    let run = |jobs: &str| {
         veza(home.path())
-            .args(["import"])
+            .args(["import", "-j", jobs])
             .arg(&tree)
             .output()
             .unwrap()
     };
-    let first = run();
+    let zero = run("0");
+    assert_eq!(zero.status.code(), Some(2), "{}", stderr(&zero));
+    assert!(stderr(&zero).contains("--jobs"), "{}", stderr(&zero));
+    // Four files at a time: the outcome is the one a sequential run gives.
+    let first = run("4");
     let err = stderr(&first);
     assert_eq!(
         first.status.code(),
@@ -479,14 +553,15 @@ fn import_walks_a_tree_and_reports_each_outcome() {
     );
     assert!(err.contains("broken.mp3"), "{err}");
     let out = stdout(&first);
-    // The walk is sorted: a/b/copy-of-one.mp3 comes before one.mp3, so the copy is imported.
+    // The walk is sorted: a/b/copy-of-one.mp3 comes before one.mp3, so the copy is imported,
+    // whichever of the two finished hashing first.
     assert!(
         out.contains("imported a/b/copy-of-one.mp3") && out.contains("duplicate one.mp3"),
         "{out}"
     );
 
     std::fs::remove_file(tree.join("a/b/broken.mp3")).unwrap();
-    let second = run();
+    let second = run("1");
     assert!(second.status.success(), "{}", stderr(&second));
     assert!(
         stderr(&second).contains("0 imported, 4 duplicates, 1 skipped (not audio), 0 failed"),

@@ -50,7 +50,8 @@ pub struct ListParams {
     pub visibility: Option<String>,
     /// `processing`, `ready`, `failed` or `taken_down` (signed-in callers).
     pub status: Option<String>,
-    /// `newest` (default), `oldest`, `title`, `artist`, `album`.
+    /// `relevance` (the default with `q`; needs `q`), `newest` (the default without `q`),
+    /// `oldest`, `title`, `artist`, `album`.
     pub sort: Option<String>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -383,8 +384,9 @@ async fn list(who: Option<Principal>, s: AppState, raw: String) -> Result<Respon
         sort: p
             .sort
             .map(|v| {
-                Sort::parse(&v)
-                    .ok_or_else(|| format!("{v:?} is not newest, oldest, title, artist or album"))
+                Sort::parse(&v).ok_or_else(|| {
+                    format!("{v:?} is not relevance, newest, oldest, title, artist or album")
+                })
             })
             .transpose()
             .map_err(bad("sort"))?,

@@ -129,7 +129,7 @@ type Failure = (ApiError, Option<HeaderValue>);
 
 async fn serve(req: &MediaRequest, s: &AppState) -> Result<Response, Failure> {
     let target = split_target(&req.tail).ok_or((ApiError::NotFound, None))?;
-    let object = Object::parse(&target.path).ok_or((ApiError::NotFound, None))?;
+    let object = Object::of(target.key.clone()).ok_or((ApiError::NotFound, None))?;
     let access = authenticate(req, s, &target).map_err(|e| (e, None))?;
 
     let owners = s

@@ -40,7 +40,12 @@ pub(super) fn is_sha256(s: &str) -> bool {
 impl Object {
     /// The shapes the packager and ingestion write; anything else is a 404 before any lookup.
     pub(super) fn parse(path: &str) -> Option<Object> {
-        let key = BlobKey::parse(path).ok()?;
+        Object::of(BlobKey::parse(path).ok()?)
+    }
+
+    /// [`Object::parse`] of a key already checked.
+    pub(super) fn of(key: BlobKey) -> Option<Object> {
+        let path = key.as_str();
         let parts: Vec<&str> = path.split('/').collect();
         let (kind, owner) = match parts.as_slice() {
             ["tracks", id, "hls", file] => {

@@ -27,8 +27,8 @@ pub(super) enum TokenSegment {
 #[derive(Debug)]
 pub(super) struct Target {
     pub(super) segment: TokenSegment,
-    /// Decoded object path without the leading `/`, a valid [`BlobKey`].
-    pub(super) path: String,
+    /// The decoded object path without the leading `/`.
+    pub(super) key: BlobKey,
 }
 
 pub(super) fn split_target(tail: &str) -> Option<Target> {
@@ -41,10 +41,9 @@ pub(super) fn split_target(tail: &str) -> Option<Target> {
     };
     let path = percent_encoding::percent_decode_str(wire)
         .decode_utf8()
-        .ok()?
-        .into_owned();
-    BlobKey::parse(&path).ok()?;
-    Some(Target { segment, path })
+        .ok()?;
+    let key = BlobKey::parse(&path).ok()?;
+    Some(Target { segment, key })
 }
 
 // Gate 1: who asks.
@@ -166,7 +165,7 @@ mod tests {
         fn any_media_tail_parses_safely(raw in proptest::collection::vec(any::<u8>(), 0..120)) {
             let tail = String::from_utf8_lossy(&raw);
             if let Some(t) = split_target(&tail) {
-                let _ = Object::parse(&t.path);
+                let _ = Object::of(t.key);
             }
         }
     }
@@ -177,10 +176,10 @@ mod tests {
     fn targets_split_off_the_token_and_refuse_traversal() {
         let t = split_target(&format!("vzt.1.d3.abc/tracks/{ID}/hls/master.m3u8")).unwrap();
         assert_eq!(t.segment, TokenSegment::Local);
-        assert_eq!(t.path, format!("tracks/{ID}/hls/master.m3u8"));
+        assert_eq!(t.key.as_str(), format!("tracks/{ID}/hls/master.m3u8"));
         let t = split_target("bcdn_token=x&token_path=%2Ftracks%2F&expires=1/covers/a").unwrap();
         assert_eq!(
-            (t.segment, t.path.as_str()),
+            (t.segment, t.key.as_str()),
             (TokenSegment::Bunny, "covers/a")
         );
         for bad in [
