@@ -199,6 +199,26 @@ pub fn release(c: &Connection, id: i64, owner: &str, now: i64) -> Result<bool, J
     Ok(n == 1)
 }
 
+/// Records an attempt an outage stopped: `failed` until `retry_at` with its error, the attempt
+/// not counted (an outage says nothing about the job). `false` when the lease was lost.
+pub fn postpone(
+    c: &Connection,
+    id: i64,
+    owner: &str,
+    now: i64,
+    error: &str,
+    retry_at: i64,
+) -> Result<bool, JobError> {
+    let error: String = error.chars().take(MAX_ERROR_CHARS).collect();
+    let n = c.execute(
+        "UPDATE jobs SET state = 'failed', attempts = MAX(attempts - 1, 0), lease_owner = NULL,
+            lease_expires_at = NULL, progress = NULL, last_error = ?3, run_at = ?4, updated_at = ?5
+         WHERE id = ?1 AND lease_owner = ?2 AND state = 'running'",
+        params![id, owner, error, retry_at, now],
+    )?;
+    Ok(n == 1)
+}
+
 /// Makes a queued, failed or dead job due now with a fresh set of attempts.
 pub fn retry(c: &Connection, id: i64, now: i64) -> Result<Job, JobError> {
     let job = get(c, id)?.ok_or(JobError::NotFound)?;
