@@ -238,6 +238,13 @@ impl ApiError {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            // Refused mid-body (the spool hit a full disk): the rest of the body is never read,
+            // so the connection cannot carry another request; say so, or a client's pool
+            // reuses it and its next request fails.
+            ApiError::InsufficientStorage(_) => {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             ApiError::StoreUnavailable => {
                 resp.headers_mut().insert(
                     header::RETRY_AFTER,

@@ -14,6 +14,7 @@ use super::route;
 use crate::db::DbError;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
+use crate::storage::Fault;
 use crate::version;
 
 /// `/healthz`, `/readyz`, `/metrics`.
@@ -82,7 +83,8 @@ pub struct ReadyCache {
 #[derive(Clone)]
 struct Readiness {
     database: Result<(), String>,
-    storage: Result<(), String>,
+    /// What kind of failure (`unavailable`, `full`, `error`) and the detail for the log.
+    storage: Result<(), (&'static str, String)>,
 }
 
 impl ReadyCache {
@@ -101,11 +103,15 @@ impl ReadyCache {
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string());
-        let storage = s.store.probe_writable().await.map_err(|e| e.to_string());
+        let storage = s.store.probe_writable().await.map_err(|e| match e.fault() {
+            Fault::Unavailable => ("unavailable", e.to_string()),
+            Fault::Full => ("full", e.to_string()),
+            Fault::Other => ("error", e.to_string()),
+        });
         if let Err(e) = &db {
             tracing::warn!(error = %e, "not ready: database");
         }
-        if let Err(e) = &storage {
+        if let Err((_, e)) = &storage {
             tracing::warn!(error = %e, "not ready: blob store");
         }
         let r = Readiness {
@@ -120,9 +126,9 @@ impl ReadyCache {
 async fn readyz(s: AppState) -> Response {
     let r = s.ready.get(&s, s.config.server.readyz_check).await;
     // Details (paths, store messages) go to the log only: anyone can call this.
-    let word = |r: &Result<(), String>| match r {
-        Ok(()) => "ok",
-        Err(_) => "error (see the server log)",
+    let word = |r: Result<(), &str>| match r {
+        Ok(()) => "ok".to_owned(),
+        Err(kind) => format!("{kind} (see the server log)"),
     };
     let ok = r.database.is_ok() && r.storage.is_ok();
     // HLS does not decide readiness: without ffmpeg, originals still stream.
@@ -137,7 +143,11 @@ async fn readyz(s: AppState) -> Response {
     };
     let body = json!({
         "status": if ok { "ok" } else { "unavailable" },
-        "checks": { "database": word(&r.database), "storage": word(&r.storage), "hls": hls_check },
+        "checks": {
+            "database": word(r.database.as_ref().map(drop).map_err(|_| "error")),
+            "storage": word(r.storage.as_ref().map(drop).map_err(|(kind, _)| *kind)),
+            "hls": hls_check,
+        },
         "hls": hls,
     });
     let status = if ok {

@@ -130,7 +130,10 @@ async fn a_store_outage_refuses_uploads_fast_keeps_issuing_urls_and_drains_after
     let (status, body) = readyz(&app).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["status"], "unavailable", "{body}");
-    assert_ne!(body["checks"]["storage"], "ok", "{body}");
+    assert_eq!(
+        body["checks"]["storage"], "unavailable (see the server log)",
+        "{body}"
+    );
     assert_eq!(body["checks"]["database"], "ok", "{body}");
 
     // Concurrent uploads and stream-URL requests while it is down.
@@ -344,12 +347,16 @@ async fn a_full_disk_gets_507_keeps_the_database_whole_and_recovers() {
     assert_eq!(app.get("/healthz", None).await.status(), 200);
     let (status, body) = readyz(&app).await;
     assert_eq!(status, 503, "{body}");
-    assert_ne!(body["checks"]["storage"], "ok", "{body}");
+    assert_eq!(
+        body["checks"]["storage"], "full (see the server log)",
+        "{body}"
+    );
     // Reads and stream URLs still work; an edit either lands or is refused with 507.
     let r = app
         .get(&format!("/api/v1/tracks/{first}/stream"), Some(&ed))
         .await;
     assert_eq!(r.status(), 200);
+    let mut edits = Vec::new();
     for i in 0..5 {
         let title = format!("edit {i} {}", "x".repeat(200));
         let r = app
@@ -360,6 +367,7 @@ async fn a_full_disk_gets_507_keeps_the_database_whole_and_recovers() {
             )
             .await;
         let status = r.status().as_u16();
+        edits.push(status);
         if status != 200 {
             assert_envelope(r, 507, "insufficient_storage").await;
         }
@@ -374,7 +382,10 @@ async fn a_full_disk_gets_507_keeps_the_database_whole_and_recovers() {
         .set_len(filled - size - size / 2)
         .unwrap();
     let store_full = upload_refused_for_space(&app, &ed, &files[2]).await;
-    eprintln!("full disk: 507 while receiving: {spool_full:?}; while storing: {store_full:?}");
+    eprintln!(
+        "full disk: edits while full answered {edits:?}; 507 while receiving: {spool_full:?}; \
+         while storing: {store_full:?}"
+    );
     assert!(store_full.contains("media store is full"), "{store_full}");
     assert_eq!(app.get("/healthz", None).await.status(), 200);
 
