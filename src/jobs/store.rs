@@ -219,6 +219,19 @@ pub fn postpone(
     Ok(n == 1)
 }
 
+/// Makes the failed jobs of `ids` that wait for a later retry due at `now` (their attempts
+/// untouched); returns how many.
+pub fn due_now(c: &Connection, ids: &[i64], now: i64) -> Result<usize, JobError> {
+    let mut st = c.prepare(
+        "UPDATE jobs SET run_at = ?2, updated_at = ?2 WHERE id = ?1 AND state = 'failed' AND run_at > ?2",
+    )?;
+    let mut n = 0;
+    for id in ids {
+        n += st.execute(params![id, now])?;
+    }
+    Ok(n)
+}
+
 /// Makes a queued, failed or dead job due now with a fresh set of attempts.
 pub fn retry(c: &Connection, id: i64, now: i64) -> Result<Job, JobError> {
     let job = get(c, id)?.ok_or(JobError::NotFound)?;

@@ -3,7 +3,8 @@
 //! exponential backoff with jitter, or `dead`. Shutdown cancels running jobs, which hand their
 //! job back to the queue without spending an attempt. An outage (the blob store down, a full
 //! disk) spends none either: the job waits a backoff that grows with the outage, capped at
-//! [`OUTAGE_MAX_BACKOFF`], so a long outage never kills jobs and its end is noticed soon.
+//! [`OUTAGE_MAX_BACKOFF`], so a long outage never kills jobs; housekeeping asks the runner
+//! whether the outage is over and then makes the waiting jobs due at once.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -31,6 +32,8 @@ const REDETECT_EVERY: Duration = Duration::from_secs(60);
 /// The longest a job waits between tries while the store is down or the disk full: once it is
 /// back, the backlog drains within this.
 pub const OUTAGE_MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How often the store is probed while jobs wait out an outage.
+const OUTAGE_PROBE_EVERY: Duration = Duration::from_secs(2);
 /// How long shutdown waits for workers to hand their jobs back.
 const STOP_WAIT: Duration = Duration::from_secs(10);
 
@@ -75,6 +78,8 @@ struct Inner {
     cfg: JobsConfig,
     /// Outage failures since the last success, whatever the job: the outage's age in tries.
     outage_streak: AtomicU32,
+    /// Jobs postponed by the outage, made due at once when the store works again.
+    outage_waiting: Mutex<Vec<i64>>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -102,6 +107,7 @@ impl Queue {
                 owner,
                 cfg: cfg.jobs.clone(),
                 outage_streak: AtomicU32::new(0),
+                outage_waiting: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -242,6 +248,8 @@ impl JobCtx {
 pub trait Runner: Send + Sync + 'static {
     /// Runs one attempt of `job`.
     fn run<'a>(&'a self, job: &'a Job, ctx: &'a JobCtx) -> BoxFuture<'a, Result<(), JobFailure>>;
+    /// Whether what an outage waits for (the blob store taking writes) works again.
+    fn outage_over(&self) -> BoxFuture<'_, bool>;
     /// An attempt failed: `dead` when the job is out of attempts (or its worker vanished on
     /// the last one), else it will be retried.
     fn failed<'a>(&'a self, job: &'a Job, error: &'a str, dead: bool) -> BoxFuture<'a, ()>;
@@ -303,6 +311,13 @@ async fn housekeeping(s: WorkerDeps, cancel: CancellationToken) {
     let mut last_detect = Instant::now();
     loop {
         refresh_gauges(&s.db, &s.jobs, &s.metrics).await;
+        end_outage(&s).await;
+        // Sooner while jobs wait out an outage: its end is noticed within this.
+        let tick = if lock(&s.jobs.inner.outage_waiting).is_empty() {
+            GAUGE_EVERY
+        } else {
+            OUTAGE_PROBE_EVERY
+        };
         let hls = s.jobs.hls();
         if hls.enabled && !hls.available && last_detect.elapsed() >= REDETECT_EVERY {
             last_detect = Instant::now();
@@ -313,9 +328,41 @@ async fn housekeeping(s: WorkerDeps, cancel: CancellationToken) {
         }
         tokio::select! {
             () = cancel.cancelled() => return,
-            () = tokio::time::sleep(GAUGE_EVERY) => {}
+            () = tokio::time::sleep(tick) => {}
         }
     }
+}
+
+/// While jobs wait out an outage: once the store works again, they are due now rather than at
+/// the end of their backoff, so the backlog drains within a housekeeping tick of the return.
+async fn end_outage(s: &WorkerDeps) {
+    let waiting = !lock(&s.jobs.inner.outage_waiting).is_empty();
+    if !waiting || !s.runner.outage_over().await {
+        return;
+    }
+    let ids = std::mem::take(&mut *lock(&s.jobs.inner.outage_waiting));
+    s.jobs.inner.outage_streak.store(0, Ordering::Relaxed);
+    let n = ids.len();
+    match s
+        .db
+        .call(move |c| store::due_now(c, &ids, clock::now()))
+        .await
+    {
+        Ok(due) => {
+            tracing::info!(
+                due,
+                "the store works again; jobs that waited for it are due now"
+            );
+            s.jobs.notify();
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, jobs = n, "could not make waiting jobs due; they run at their retry time");
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Updates `veza_jobs_queued`, `veza_jobs_dead` and `veza_hls_available`.
@@ -423,6 +470,7 @@ async fn run(s: &WorkerDeps, job: Job, shutdown: &CancellationToken) {
             let retry_at = now + wait.as_secs().max(1) as i64;
             let (o, e) = (owner.clone(), error.clone());
             record(s, move |c| store::postpone(c, id, &o, now, &e, retry_at)).await;
+            lock(&s.jobs.inner.outage_waiting).push(id);
             tracing::warn!(parent: &span, error = %error, retry_in = retry_at - now, "job hit an outage (store down or disk full); will retry without spending an attempt");
             failed_attempt(s, &job, &error).await;
             "failed"

@@ -171,7 +171,8 @@ impl From<KeyError> for StoreError {
 }
 
 /// What kind of trouble a failure is, for the callers that answer it (HTTP status, job retry).
-/// Decided here only: [`StoreError::fault`], [`io_fault`] and [`crate::db::is_full`].
+/// Decided here only: [`StoreError::fault`] and [`io_fault`] (SQLite's `SQLITE_FULL`:
+/// `db::is_full`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
     /// The store cannot be reached or answers 5xx: retry later, nothing is wrong with the request.
