@@ -238,9 +238,9 @@ impl ApiError {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
-            // Refused mid-body (the spool hit a full disk): the rest of the body is never read,
-            // so the connection cannot carry another request; say so, or a client's pool
-            // reuses it and its next request fails.
+            // Refused mid-body (the spool hit a full disk) or before it (the store is known to
+            // be down): the rest of the body is never read, so the connection cannot carry
+            // another request; say so, or a client's pool reuses it and its next request fails.
             ApiError::InsufficientStorage(_) => {
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -250,6 +250,8 @@ impl ApiError {
                     header::RETRY_AFTER,
                     HeaderValue::from(STORE_RETRY_AFTER_SECS),
                 );
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             ApiError::RangeNotSatisfiable { size } => {
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {

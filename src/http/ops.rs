@@ -79,6 +79,18 @@ pub struct ReadyCache {
     last: tokio::sync::Mutex<Option<(Instant, Readiness)>>,
 }
 
+impl ReadyCache {
+    /// True when the last real check, younger than `max_age`, found the store unreachable:
+    /// uploads are refused before their body is read. Never waits for a check in progress.
+    pub fn store_known_unavailable(&self, max_age: Duration) -> bool {
+        let Ok(last) = self.last.try_lock() else {
+            return false;
+        };
+        matches!(last.as_ref(), Some((at, r))
+            if at.elapsed() < max_age && matches!(r.storage, Err(("unavailable", _))))
+    }
+}
+
 /// What one real check found.
 #[derive(Clone)]
 struct Readiness {

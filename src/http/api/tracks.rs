@@ -213,6 +213,12 @@ where
     B: Buf + Send + 'static,
 {
     let limit = s.config.storage.max_upload_bytes;
+    // The store was found down moments ago: say so now, not after receiving the whole file.
+    if s.ready
+        .store_known_unavailable(s.config.server.readyz_check)
+    {
+        return Err(warp::reject::custom(ApiError::StoreUnavailable));
+    }
     let ct = ct.unwrap_or_default();
     let boundary = multer::parse_boundary(&ct).map_err(|_| {
         warp::reject::custom(ApiError::UnsupportedMediaType {
