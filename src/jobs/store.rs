@@ -439,6 +439,27 @@ mod tests {
     }
 
     #[test]
+    fn an_outage_postpones_without_spending_the_attempt_until_due_now() {
+        let (_d, db) = db();
+        db.with(|c| {
+            let id = enqueue(c, &package("t1"), 1, 100).unwrap().unwrap();
+            claim(c, "w", &KINDS, 100, 60).unwrap().unwrap();
+            assert!(postpone(c, id, "w", 101, "storage unavailable: s3 get", 400).unwrap());
+            let j = get(c, id).unwrap().unwrap();
+            assert_eq!((j.state, j.attempts, j.run_at), (JobState::Failed, 0, 400));
+            assert_eq!(j.last_error.as_deref(), Some("storage unavailable: s3 get"));
+            assert!(claim(c, "w", &KINDS, 200, 60).unwrap().is_none());
+            assert_eq!(due_now(c, &[id, id + 1], 200).unwrap(), 1);
+            // Its only attempt is still there: claimed, it runs rather than being buried.
+            match claim(c, "w", &KINDS, 200, 60).unwrap().unwrap() {
+                Claim::Run(j) => assert_eq!((j.id, j.attempts), (id, 1)),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(due_now(c, &[id], 201).unwrap(), 0, "running: left alone");
+        });
+    }
+
+    #[test]
     fn release_returns_the_attempt() {
         let (_d, db) = db();
         db.with(|c| {
