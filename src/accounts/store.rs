@@ -186,6 +186,19 @@ pub fn create_session(
     Ok(())
 }
 
+/// A last-used clock's write: on a full disk it is skipped rather than failing the request that
+/// carried it (signing in, streaming and reading keep working while the disk is full).
+fn bookkeeping(r: rusqlite::Result<usize>) -> Result<(), AccountsError> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if crate::db::is_full(&e) => {
+            tracing::warn!(error = %e, "disk full: a last-used time was not recorded");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The session's user and CSRF token when it is live (within both the absolute and the idle
 /// limit, user enabled); refreshes its idle clock.
 pub fn touch_session(
@@ -207,10 +220,10 @@ pub fn touch_session(
         .optional()?;
     if found.is_some() {
         // Once a minute is enough for an idle clock; avoids a write per request.
-        c.execute(
+        bookkeeping(c.execute(
             "UPDATE sessions SET last_seen_at = ?2 WHERE id_hash = ?1 AND last_seen_at < ?2 - 60",
             params![id_hash, now],
-        )?;
+        ))?;
     }
     Ok(found)
 }
@@ -306,10 +319,10 @@ pub fn authenticate_token(
         )
         .optional()?;
     if let Some((_, id, _)) = &found {
-        c.execute(
+        bookkeeping(c.execute(
             "UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2 - 60)",
             params![id, now],
-        )?;
+        ))?;
     }
     Ok(found.map(|(u, _, exp)| (u, exp)))
 }

@@ -47,6 +47,19 @@ pub enum DbError {
     Join(String),
 }
 
+impl DbError {
+    /// True when SQLite refused a write because the disk (or quota) is full.
+    pub fn is_full(&self) -> bool {
+        matches!(self, DbError::Sqlite(e) if is_full(e))
+    }
+}
+
+/// True for `SQLITE_FULL`: the write was refused whole (the transaction rolled back, the file
+/// is intact) because the disk or quota is full.
+pub fn is_full(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+}
+
 /// One applied migration, for `veza migrate`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppliedMigration {

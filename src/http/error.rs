@@ -111,6 +111,15 @@ pub enum ApiError {
         /// The limit that was reached.
         secs: u64,
     },
+    /// The blob store cannot be reached (or answers 5xx); nothing was stored.
+    #[error(
+        "the media store is unavailable, so nothing was stored; retry in {STORE_RETRY_AFTER_SECS} s"
+    )]
+    StoreUnavailable,
+    /// No space left where the request had to write; nothing was kept. The reason says where
+    /// (never a path).
+    #[error("{0}")]
+    InsufficientStorage(&'static str),
     /// Bounded work (password hashing) is at capacity; retry after a second.
     #[error("the server is busy; retry in a second")]
     Busy,
@@ -140,7 +149,10 @@ impl ApiError {
             Self::TakenDown => StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
             Self::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy | Self::StoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -165,6 +177,8 @@ impl ApiError {
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable(_) => "unavailable",
             Self::Busy => "busy",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::InsufficientStorage(_) => "insufficient_storage",
             Self::BodyTimeout { .. } => "body_timeout",
             Self::Internal => "internal",
         }
@@ -224,6 +238,21 @@ impl ApiError {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            // Refused mid-body (the spool hit a full disk) or before it (the store is known to
+            // be down): the rest of the body is never read, so the connection cannot carry
+            // another request; say so, or a client's pool reuses it and its next request fails.
+            ApiError::InsufficientStorage(_) => {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            ApiError::StoreUnavailable => {
+                resp.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(STORE_RETRY_AFTER_SECS),
+                );
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             ApiError::RangeNotSatisfiable { size } => {
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                     resp.headers_mut().insert(header::CONTENT_RANGE, v);
@@ -248,8 +277,51 @@ impl From<crate::accounts::HashBusy> for ApiError {
     }
 }
 
+/// `retry-after` of a 503 `store_unavailable`: about how long a retried job waits too.
+pub const STORE_RETRY_AFTER_SECS: u64 = 30;
+
+/// 507's reason when the data dir's disk (upload spool, work dir) is full.
+const DISK_FULL: &str = "the server's disk is full, so there is no room to receive this upload; \
+    nothing was kept (an administrator must free space in the data dir)";
+/// 507's reason when the blob store is full.
+const STORE_FULL: &str = "the media store is full, so there is no room to keep this file; \
+    nothing was kept (an administrator must free space or raise the store's quota)";
+/// 507's reason when SQLite could not write.
+const DATABASE_FULL: &str = "the server's disk is full, so the database cannot record this \
+    change; nothing was changed (an administrator must free space in the data dir)";
+
+impl From<crate::storage::StoreError> for ApiError {
+    fn from(e: crate::storage::StoreError) -> ApiError {
+        use crate::storage::{Fault, StoreError as S};
+        match (&e, e.fault()) {
+            // The database names an object the store lacks: ours to fix, not the client's.
+            (S::NotFound(_), _) => {
+                tracing::error!(error = %e, "blob store error");
+                ApiError::Internal
+            }
+            (S::TooLarge { limit }, _) => ApiError::PayloadTooLarge { limit: *limit },
+            (_, Fault::Unavailable) => {
+                tracing::warn!(error = %e, "blob store unavailable");
+                ApiError::StoreUnavailable
+            }
+            (_, Fault::Full) => {
+                tracing::warn!(error = %e, "blob store full");
+                ApiError::InsufficientStorage(STORE_FULL)
+            }
+            (_, Fault::Other) => {
+                tracing::error!(error = %e, "blob store error");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
 impl From<crate::db::DbError> for ApiError {
     fn from(e: crate::db::DbError) -> ApiError {
+        if e.is_full() {
+            tracing::warn!(error = %e, "database write refused: disk full");
+            return ApiError::InsufficientStorage(DATABASE_FULL);
+        }
         tracing::error!(error = %e, "database error");
         ApiError::Internal
     }
@@ -291,6 +363,7 @@ impl From<crate::accounts::AccountsError> for ApiError {
 impl From<crate::library::LibraryError> for ApiError {
     fn from(e: crate::library::LibraryError) -> ApiError {
         use crate::library::LibraryError as L;
+        use crate::storage::Fault;
         match e {
             L::NotAudio(m) => ApiError::NotAudio(format!("not an audio file Veza can read ({m})")),
             L::TooLarge { limit } => ApiError::PayloadTooLarge { limit },
@@ -303,6 +376,13 @@ impl From<crate::library::LibraryError> for ApiError {
                 code: "invalid_body",
                 message: e.to_string(),
             },
+            L::Store(e) => e.into(),
+            L::Task(e) => e.into(),
+            L::Db(e) => crate::db::DbError::Sqlite(e).into(),
+            L::Io { source, .. } if crate::storage::io_fault(&source) == Fault::Full => {
+                tracing::warn!(error = %source, "local write refused: disk full");
+                ApiError::InsufficientStorage(DISK_FULL)
+            }
             e => {
                 tracing::error!(error = %e, "library error");
                 ApiError::Internal

@@ -14,6 +14,7 @@ use super::route;
 use crate::db::DbError;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
+use crate::storage::Fault;
 use crate::version;
 
 /// `/healthz`, `/readyz`, `/metrics`.
@@ -78,11 +79,24 @@ pub struct ReadyCache {
     last: tokio::sync::Mutex<Option<(Instant, Readiness)>>,
 }
 
+impl ReadyCache {
+    /// True when the last real check, younger than `max_age`, found the store unreachable:
+    /// uploads are refused before their body is read. Never waits for a check in progress.
+    pub fn store_known_unavailable(&self, max_age: Duration) -> bool {
+        let Ok(last) = self.last.try_lock() else {
+            return false;
+        };
+        matches!(last.as_ref(), Some((at, r))
+            if at.elapsed() < max_age && matches!(r.storage, Err(("unavailable", _))))
+    }
+}
+
 /// What one real check found.
 #[derive(Clone)]
 struct Readiness {
     database: Result<(), String>,
-    storage: Result<(), String>,
+    /// What kind of failure (`unavailable`, `full`, `error`) and the detail for the log.
+    storage: Result<(), (&'static str, String)>,
 }
 
 impl ReadyCache {
@@ -101,11 +115,15 @@ impl ReadyCache {
                 .await
                 .map(|_| ())
                 .map_err(|e| e.to_string());
-        let storage = s.store.probe_writable().await.map_err(|e| e.to_string());
+        let storage = s.store.probe_writable().await.map_err(|e| match e.fault() {
+            Fault::Unavailable => ("unavailable", e.to_string()),
+            Fault::Full => ("full", e.to_string()),
+            Fault::Other => ("error", e.to_string()),
+        });
         if let Err(e) = &db {
             tracing::warn!(error = %e, "not ready: database");
         }
-        if let Err(e) = &storage {
+        if let Err((_, e)) = &storage {
             tracing::warn!(error = %e, "not ready: blob store");
         }
         let r = Readiness {
@@ -120,9 +138,9 @@ impl ReadyCache {
 async fn readyz(s: AppState) -> Response {
     let r = s.ready.get(&s, s.config.server.readyz_check).await;
     // Details (paths, store messages) go to the log only: anyone can call this.
-    let word = |r: &Result<(), String>| match r {
-        Ok(()) => "ok",
-        Err(_) => "error (see the server log)",
+    let word = |r: Result<(), &str>| match r {
+        Ok(()) => "ok".to_owned(),
+        Err(kind) => format!("{kind} (see the server log)"),
     };
     let ok = r.database.is_ok() && r.storage.is_ok();
     // HLS does not decide readiness: without ffmpeg, originals still stream.
@@ -137,7 +155,11 @@ async fn readyz(s: AppState) -> Response {
     };
     let body = json!({
         "status": if ok { "ok" } else { "unavailable" },
-        "checks": { "database": word(&r.database), "storage": word(&r.storage), "hls": hls_check },
+        "checks": {
+            "database": word(r.database.as_ref().map(drop).map_err(|_| "error")),
+            "storage": word(r.storage.as_ref().map(drop).map_err(|(kind, _)| *kind)),
+            "hls": hls_check,
+        },
         "hls": hls,
     });
     let status = if ok {

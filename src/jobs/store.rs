@@ -199,6 +199,39 @@ pub fn release(c: &Connection, id: i64, owner: &str, now: i64) -> Result<bool, J
     Ok(n == 1)
 }
 
+/// Records an attempt an outage stopped: `failed` until `retry_at` with its error, the attempt
+/// not counted (an outage says nothing about the job). `false` when the lease was lost.
+pub fn postpone(
+    c: &Connection,
+    id: i64,
+    owner: &str,
+    now: i64,
+    error: &str,
+    retry_at: i64,
+) -> Result<bool, JobError> {
+    let error: String = error.chars().take(MAX_ERROR_CHARS).collect();
+    let n = c.execute(
+        "UPDATE jobs SET state = 'failed', attempts = MAX(attempts - 1, 0), lease_owner = NULL,
+            lease_expires_at = NULL, progress = NULL, last_error = ?3, run_at = ?4, updated_at = ?5
+         WHERE id = ?1 AND lease_owner = ?2 AND state = 'running'",
+        params![id, owner, error, retry_at, now],
+    )?;
+    Ok(n == 1)
+}
+
+/// Makes the failed jobs of `ids` that wait for a later retry due at `now` (their attempts
+/// untouched); returns how many.
+pub fn due_now(c: &Connection, ids: &[i64], now: i64) -> Result<usize, JobError> {
+    let mut st = c.prepare(
+        "UPDATE jobs SET run_at = ?2, updated_at = ?2 WHERE id = ?1 AND state = 'failed' AND run_at > ?2",
+    )?;
+    let mut n = 0;
+    for id in ids {
+        n += st.execute(params![id, now])?;
+    }
+    Ok(n)
+}
+
 /// Makes a queued, failed or dead job due now with a fresh set of attempts.
 pub fn retry(c: &Connection, id: i64, now: i64) -> Result<Job, JobError> {
     let job = get(c, id)?.ok_or(JobError::NotFound)?;
@@ -402,6 +435,27 @@ mod tests {
             };
             assert_eq!((j.id, j.state), (id, JobState::Dead));
             assert!(j.last_error.unwrap().contains("vanished"));
+        });
+    }
+
+    #[test]
+    fn an_outage_postpones_without_spending_the_attempt_until_due_now() {
+        let (_d, db) = db();
+        db.with(|c| {
+            let id = enqueue(c, &package("t1"), 1, 100).unwrap().unwrap();
+            claim(c, "w", &KINDS, 100, 60).unwrap().unwrap();
+            assert!(postpone(c, id, "w", 101, "storage unavailable: s3 get", 400).unwrap());
+            let j = get(c, id).unwrap().unwrap();
+            assert_eq!((j.state, j.attempts, j.run_at), (JobState::Failed, 0, 400));
+            assert_eq!(j.last_error.as_deref(), Some("storage unavailable: s3 get"));
+            assert!(claim(c, "w", &KINDS, 200, 60).unwrap().is_none());
+            assert_eq!(due_now(c, &[id, id + 1], 200).unwrap(), 1);
+            // Its only attempt is still there: claimed, it runs rather than being buried.
+            match claim(c, "w", &KINDS, 200, 60).unwrap().unwrap() {
+                Claim::Run(j) => assert_eq!((j.id, j.attempts), (id, 1)),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(due_now(c, &[id], 201).unwrap(), 0, "running: left alone");
         });
     }
 

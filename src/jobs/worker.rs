@@ -1,8 +1,12 @@
 //! The worker pool. Each worker claims a due job with a lease, renews the lease while the job
 //! runs (recording its progress), and records the outcome: success, a retry after an
 //! exponential backoff with jitter, or `dead`. Shutdown cancels running jobs, which hand their
-//! job back to the queue without spending an attempt.
+//! job back to the queue without spending an attempt. An outage (the blob store down, a full
+//! disk) spends none either: the job waits a backoff that grows with the outage, capped at
+//! [`OUTAGE_MAX_BACKOFF`], so a long outage never kills jobs; housekeeping asks the runner
+//! whether the outage is over and then makes the waiting jobs due at once.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -25,6 +29,11 @@ const POLL: Duration = Duration::from_secs(1);
 const GAUGE_EVERY: Duration = Duration::from_secs(5);
 /// How often a missing ffmpeg is looked for again.
 const REDETECT_EVERY: Duration = Duration::from_secs(60);
+/// The longest a job waits between tries while the store is down or the disk full: once it is
+/// back, the backlog drains within this.
+pub const OUTAGE_MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How often the store is probed while jobs wait out an outage.
+const OUTAGE_PROBE_EVERY: Duration = Duration::from_secs(2);
 /// How long shutdown waits for workers to hand their jobs back.
 const STOP_WAIT: Duration = Duration::from_secs(10);
 
@@ -67,6 +76,10 @@ struct Inner {
     hls: RwLock<HlsAvailability>,
     owner: String,
     cfg: JobsConfig,
+    /// Outage failures since the last success, whatever the job: the outage's age in tries.
+    outage_streak: AtomicU32,
+    /// Jobs postponed by the outage, made due at once when the store works again.
+    outage_waiting: Mutex<Vec<i64>>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -93,6 +106,8 @@ impl Queue {
                 hls: RwLock::new(HlsAvailability::unknown(cfg.hls.enabled)),
                 owner,
                 cfg: cfg.jobs.clone(),
+                outage_streak: AtomicU32::new(0),
+                outage_waiting: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -169,6 +184,16 @@ impl Queue {
     }
 }
 
+/// The wait after an outage failure: the usual backoff by the outage's age rather than the
+/// job's attempts, capped lower, so jobs keep probing a long outage and drain soon after it.
+fn outage_backoff(cfg: &JobsConfig, streak: u32, unit: f64) -> Duration {
+    let cfg = JobsConfig {
+        retry_max_secs: cfg.retry_max_secs.min(OUTAGE_MAX_BACKOFF.as_secs()),
+        ..cfg.clone()
+    };
+    backoff(&cfg, streak, unit)
+}
+
 fn backoff(cfg: &JobsConfig, attempt: u32, unit: f64) -> Duration {
     let exp = attempt.saturating_sub(1).min(30);
     let full = cfg
@@ -193,6 +218,9 @@ pub enum JobFailure {
     Interrupted,
     /// A tool it needs is missing (ffmpeg): back to the queue until the tool appears.
     Unavailable(String),
+    /// The blob store is down or a disk is full: retried after a backoff capped at
+    /// [`OUTAGE_MAX_BACKOFF`], the attempt not counted, for as long as the outage lasts.
+    Outage(String),
 }
 
 /// What a running job can see: its cancellation and a place to report progress.
@@ -220,6 +248,8 @@ impl JobCtx {
 pub trait Runner: Send + Sync + 'static {
     /// Runs one attempt of `job`.
     fn run<'a>(&'a self, job: &'a Job, ctx: &'a JobCtx) -> BoxFuture<'a, Result<(), JobFailure>>;
+    /// Whether what an outage waits for (the blob store taking writes) works again.
+    fn outage_over(&self) -> BoxFuture<'_, bool>;
     /// An attempt failed: `dead` when the job is out of attempts (or its worker vanished on
     /// the last one), else it will be retried.
     fn failed<'a>(&'a self, job: &'a Job, error: &'a str, dead: bool) -> BoxFuture<'a, ()>;
@@ -281,6 +311,13 @@ async fn housekeeping(s: WorkerDeps, cancel: CancellationToken) {
     let mut last_detect = Instant::now();
     loop {
         refresh_gauges(&s.db, &s.jobs, &s.metrics).await;
+        end_outage(&s).await;
+        // Sooner while jobs wait out an outage: its end is noticed within this.
+        let tick = if lock(&s.jobs.inner.outage_waiting).is_empty() {
+            GAUGE_EVERY
+        } else {
+            OUTAGE_PROBE_EVERY
+        };
         let hls = s.jobs.hls();
         if hls.enabled && !hls.available && last_detect.elapsed() >= REDETECT_EVERY {
             last_detect = Instant::now();
@@ -291,9 +328,41 @@ async fn housekeeping(s: WorkerDeps, cancel: CancellationToken) {
         }
         tokio::select! {
             () = cancel.cancelled() => return,
-            () = tokio::time::sleep(GAUGE_EVERY) => {}
+            () = tokio::time::sleep(tick) => {}
         }
     }
+}
+
+/// While jobs wait out an outage: once the store works again, they are due now rather than at
+/// the end of their backoff, so the backlog drains within a housekeeping tick of the return.
+async fn end_outage(s: &WorkerDeps) {
+    let waiting = !lock(&s.jobs.inner.outage_waiting).is_empty();
+    if !waiting || !s.runner.outage_over().await {
+        return;
+    }
+    let ids = std::mem::take(&mut *lock(&s.jobs.inner.outage_waiting));
+    s.jobs.inner.outage_streak.store(0, Ordering::Relaxed);
+    let n = ids.len();
+    match s
+        .db
+        .call(move |c| store::due_now(c, &ids, clock::now()))
+        .await
+    {
+        Ok(due) => {
+            tracing::info!(
+                due,
+                "the store works again; jobs that waited for it are due now"
+            );
+            s.jobs.notify();
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, jobs = n, "could not make waiting jobs due; they run at their retry time");
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Updates `veza_jobs_queued`, `veza_jobs_dead` and `veza_hls_available`.
@@ -367,12 +436,13 @@ async fn run(s: &WorkerDeps, job: Job, shutdown: &CancellationToken) {
     let id = job.id;
     let outcome = match result {
         Ok(()) => {
+            s.jobs.inner.outage_streak.store(0, Ordering::Relaxed);
             let o = owner.clone();
             record(s, move |c| store::succeed(c, id, &o, now)).await;
             tracing::info!(parent: &span, seconds = secs, "job succeeded");
             "succeeded"
         }
-        Err(JobFailure::Interrupted) | Err(JobFailure::Unavailable(_))
+        Err(JobFailure::Interrupted | JobFailure::Unavailable(_) | JobFailure::Outage(_))
             if ctx.cancel.is_cancelled() && !shutdown.is_cancelled() =>
         {
             // Lease lost to another worker: that worker owns the outcome now.
@@ -393,6 +463,17 @@ async fn run(s: &WorkerDeps, job: Job, shutdown: &CancellationToken) {
                 s.jobs.set_hls_unavailable(reason);
             }
             "requeued"
+        }
+        Err(JobFailure::Outage(error)) => {
+            let streak = s.jobs.inner.outage_streak.fetch_add(1, Ordering::Relaxed) + 1;
+            let wait = outage_backoff(&s.config.jobs, streak, random_unit());
+            let retry_at = now + wait.as_secs().max(1) as i64;
+            let (o, e) = (owner.clone(), error.clone());
+            record(s, move |c| store::postpone(c, id, &o, now, &e, retry_at)).await;
+            lock(&s.jobs.inner.outage_waiting).push(id);
+            tracing::warn!(parent: &span, error = %error, retry_in = retry_at - now, "job hit an outage (store down or disk full); will retry without spending an attempt");
+            failed_attempt(s, &job, &error).await;
+            "failed"
         }
         Err(JobFailure::Failed(error)) => {
             let retry_at = (job.attempts < job.max_attempts)
@@ -471,6 +552,25 @@ async fn gave_up(s: &WorkerDeps, job: &Job, error: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outage_backoff_grows_with_the_outage_and_is_capped_lower() {
+        let cfg = JobsConfig {
+            workers: 1,
+            max_attempts: 5,
+            lease_secs: 60,
+            retry_base_secs: 30,
+            retry_max_secs: 3600,
+        };
+        assert_eq!(outage_backoff(&cfg, 1, 1.0), Duration::from_secs(30));
+        assert_eq!(outage_backoff(&cfg, 3, 1.0), Duration::from_secs(120));
+        assert_eq!(outage_backoff(&cfg, 50, 1.0), OUTAGE_MAX_BACKOFF);
+        let short = JobsConfig {
+            retry_max_secs: 60,
+            ..cfg
+        };
+        assert_eq!(outage_backoff(&short, 50, 1.0), Duration::from_secs(60));
+    }
 
     #[test]
     fn backoff_doubles_with_equal_jitter_and_a_cap() {

@@ -170,7 +170,58 @@ impl From<KeyError> for StoreError {
     }
 }
 
+/// What kind of trouble a failure is, for the callers that answer it (HTTP status, job retry).
+/// Decided here only: [`StoreError::fault`] and [`io_fault`] (SQLite's `SQLITE_FULL`:
+/// `db::is_full`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The store cannot be reached or answers 5xx: retry later, nothing is wrong with the request.
+    Unavailable,
+    /// No space left (ENOSPC, EDQUOT, or a store's "storage full"): retry once space is freed.
+    Full,
+    /// Anything else.
+    Other,
+}
+
+/// Classifies a filesystem or socket error: full disk or quota, an unreachable peer, or other.
+pub fn io_fault(e: &std::io::Error) -> Fault {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::StorageFull | K::QuotaExceeded | K::FileTooLarge => Fault::Full,
+        K::ConnectionRefused
+        | K::ConnectionReset
+        | K::ConnectionAborted
+        | K::NotConnected
+        | K::BrokenPipe
+        | K::TimedOut
+        | K::HostUnreachable
+        | K::NetworkUnreachable
+        | K::NetworkDown => Fault::Unavailable,
+        _ => Fault::Other,
+    }
+}
+
 impl StoreError {
+    /// How to answer this failure: [`Fault::Unavailable`] for an S3 store that did not answer
+    /// (status 0) or answered 5xx, [`Fault::Full`] for a local disk or quota that is full (or
+    /// an S3 store saying so), else [`Fault::Other`].
+    pub fn fault(&self) -> Fault {
+        match self {
+            StoreError::Io { source, .. } => io_fault(source),
+            StoreError::S3 { status: 507, .. } => Fault::Full,
+            StoreError::S3 { code, .. } if code.contains("StorageFull") => Fault::Full,
+            StoreError::S3 { status, code, .. }
+                if *status == 0
+                    || *status >= 500
+                    || code == "SlowDown"
+                    || code == "RequestTimeout" =>
+            {
+                Fault::Unavailable
+            }
+            _ => Fault::Other,
+        }
+    }
+
     /// True when the backend itself failed (I/O, S3), as opposed to a missing key, a refused
     /// range or a bad upload: only these count as `outcome="error"` in metrics.
     pub fn is_backend_failure(&self) -> bool {
@@ -473,6 +524,38 @@ mod tests {
             sha,
             "36bbe50ed96841d10443bcb670d6554f0a34b761be67ec9c4a8ad2c0c44ca42c"
         );
+    }
+
+    #[test]
+    fn faults_are_classified_once() {
+        let s3 = |status: u16, code: &str| StoreError::S3 {
+            op: "put",
+            status,
+            code: code.into(),
+            message: String::new(),
+        };
+        let io = |kind: std::io::ErrorKind| StoreError::Io {
+            op: "write",
+            path: "/x".into(),
+            source: kind.into(),
+        };
+        use std::io::ErrorKind as K;
+        assert_eq!(s3(0, "Unreachable").fault(), Fault::Unavailable);
+        assert_eq!(s3(503, "ServiceUnavailable").fault(), Fault::Unavailable);
+        assert_eq!(s3(500, "InternalError").fault(), Fault::Unavailable);
+        assert_eq!(s3(403, "AccessDenied").fault(), Fault::Other);
+        assert_eq!(s3(404, "NoSuchBucket").fault(), Fault::Other);
+        assert_eq!(s3(507, "XMinioStorageFull").fault(), Fault::Full);
+        assert_eq!(io(K::StorageFull).fault(), Fault::Full);
+        assert_eq!(io(K::QuotaExceeded).fault(), Fault::Full);
+        assert_eq!(io(K::PermissionDenied).fault(), Fault::Other);
+        let enospc = StoreError::Io {
+            op: "write",
+            path: "/x".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        };
+        assert_eq!(enospc.fault(), Fault::Full);
+        assert_eq!(StoreError::TooLarge { limit: 1 }.fault(), Fault::Other);
     }
 
     #[test]

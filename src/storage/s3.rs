@@ -76,7 +76,9 @@ impl S3Store {
         };
         let options = ClientOptions::new()
             .with_allow_http(true)
-            .with_connect_timeout(Duration::from_secs(10))
+            // A store that is down must fail an upload in seconds (a 503 the client can retry),
+            // not hold it: any S3 endpoint worth using connects in well under this.
+            .with_connect_timeout(Duration::from_secs(5))
             // Bodies stream to slow clients for minutes; an idle read is what is fatal, and a
             // broken ranged read resumes where it stopped.
             .with_timeout_disabled()
@@ -284,7 +286,7 @@ impl S3Store {
                 let start = r.range.start;
                 let end = r.range.end.saturating_sub(1).max(start);
                 let etag = r.meta.e_tag.clone().map(quoted);
-                let body: ByteStream = Box::pin(r.into_stream().map_err(std::io::Error::other));
+                let body: ByteStream = Box::pin(r.into_stream().map_err(body_error));
                 Ok(GetObject {
                     size,
                     start,
@@ -501,6 +503,17 @@ impl Drop for DeleteOnDrop {
             });
         }
     }
+}
+
+/// A read that broke midway, as an I/O error whose kind tells a store that went away
+/// ([`super::io_fault`] says `Unavailable`) from any other failure.
+fn body_error(e: object_store::Error) -> std::io::Error {
+    let e = s3_error("get", e);
+    let kind = match e.fault() {
+        super::Fault::Unavailable => std::io::ErrorKind::ConnectionAborted,
+        _ => std::io::ErrorKind::Other,
+    };
+    std::io::Error::new(kind, e.to_string())
 }
 
 fn quoted(etag: String) -> String {

@@ -335,6 +335,10 @@ impl Runner for TrackService {
         })
     }
 
+    fn outage_over(&self) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send + '_>> {
+        Box::pin(async move { self.inner.store.probe_writable().await.is_ok() })
+    }
+
     fn failed<'a>(
         &'a self,
         job: &'a Job,

@@ -12,8 +12,8 @@ use super::Inner as Service;
 use crate::datadir::work_dir as work_root;
 use crate::hls::{self, HlsError};
 use crate::jobs::{Job, JobCtx, JobFailure};
-use crate::library::{TrackId, analysis, lifecycle, store as tracks};
-use crate::storage::BlobKey;
+use crate::library::{LibraryError, TrackId, analysis, lifecycle, store as tracks};
+use crate::storage::{BlobKey, Fault, StoreError, io_fault};
 
 /// The blob prefix of a track's HLS tree.
 pub fn hls_prefix(id: &TrackId) -> String {
@@ -22,6 +22,36 @@ pub fn hls_prefix(id: &TrackId) -> String {
 
 fn failed(e: impl std::fmt::Display) -> JobFailure {
     JobFailure::Failed(e.to_string())
+}
+
+/// An outage (store down, disk full) waits it out without spending an attempt; the rest fails.
+fn by_fault(fault: Fault, e: impl std::fmt::Display) -> JobFailure {
+    match fault {
+        Fault::Unavailable => JobFailure::Outage(format!("storage unavailable: {e}")),
+        Fault::Full => JobFailure::Outage(format!("no space left: {e}")),
+        Fault::Other => failed(e),
+    }
+}
+
+fn store_failure(e: StoreError) -> JobFailure {
+    by_fault(e.fault(), e)
+}
+
+fn io_failure(e: std::io::Error) -> JobFailure {
+    by_fault(io_fault(&e), e)
+}
+
+fn library_failure(e: LibraryError) -> JobFailure {
+    let full = match &e {
+        LibraryError::Db(d) => crate::db::is_full(d),
+        LibraryError::Task(d) => d.is_full(),
+        _ => false,
+    };
+    match e {
+        LibraryError::Store(e) => store_failure(e),
+        e if full => by_fault(Fault::Full, e),
+        e => failed(e),
+    }
 }
 
 /// Runs one attempt.
@@ -36,7 +66,7 @@ pub async fn run(s: &Service, job: &Job, ctx: &JobCtx) -> Result<(), JobFailure>
     let Some(track) =
         s.db.call(move |c| tracks::get(c, &lookup))
             .await
-            .map_err(failed)?
+            .map_err(library_failure)?
     else {
         tracing::info!(track = %id, "track was deleted before packaging; nothing to do");
         return Ok(());
@@ -51,21 +81,21 @@ pub async fn run(s: &Service, job: &Job, ctx: &JobCtx) -> Result<(), JobFailure>
     let work = work_root(&s.config.data_dir).join(format!("job-{}", job.id));
     let _ = tokio::fs::remove_dir_all(&work).await;
     let out = work.join("out");
-    tokio::fs::create_dir_all(&out).await.map_err(failed)?;
+    tokio::fs::create_dir_all(&out).await.map_err(io_failure)?;
     let result = package_into(s, &id, &track, &work, &out, ctx).await;
     if let Err(e) = tokio::fs::remove_dir_all(&work).await {
         tracing::warn!(error = %e, dir = %work.display(), "could not remove a job work dir");
     }
     // The error becomes the job's last error and the track's status_detail: no server paths.
     result.map_err(|f| {
-        if let JobFailure::Failed(m) | JobFailure::Unavailable(m) = &f {
+        if let JobFailure::Failed(m) | JobFailure::Unavailable(m) | JobFailure::Outage(m) = &f {
             tracing::debug!(track = %id, error = %m, "packaging attempt failed");
         }
+        let scrub = |m: String| scrub_paths(&m, &server_paths(s, job));
         match f {
-            JobFailure::Failed(m) => JobFailure::Failed(scrub_paths(&m, &server_paths(s, job))),
-            JobFailure::Unavailable(m) => {
-                JobFailure::Unavailable(scrub_paths(&m, &server_paths(s, job)))
-            }
+            JobFailure::Failed(m) => JobFailure::Failed(scrub(m)),
+            JobFailure::Unavailable(m) => JobFailure::Unavailable(scrub(m)),
+            JobFailure::Outage(m) => JobFailure::Outage(scrub(m)),
             other => other,
         }
     })
@@ -164,7 +194,9 @@ async fn package_into(
         let m = &packaged.analysis.loudness;
         opts.gain_db = Some(normalize_gain(m.integrated_lufs, m.true_peak_dbtp));
         let again = work.join("normalized");
-        tokio::fs::create_dir_all(&again).await.map_err(failed)?;
+        tokio::fs::create_dir_all(&again)
+            .await
+            .map_err(io_failure)?;
         let analysis = packaged.analysis.clone();
         packaged = hls::package(&input, &again, &opts, hint, &report, &ctx.cancel)
             .await
@@ -194,7 +226,7 @@ async fn package_into(
     let still_there =
         s.db.call(move |c| lifecycle::mark_packaged(c, &track_id, &master, &renditions, now))
             .await
-            .map_err(failed)?;
+            .map_err(library_failure)?;
     if still_there {
         // After the track is marked: a crash in between reruns the job, which records it.
         let a = packaged.analysis;
@@ -202,7 +234,7 @@ async fn package_into(
         let track_id = id.clone();
         s.db.call(move |c| analysis::record(c, &track_id, &a.loudness, &a.gapless, &peaks, now))
             .await
-            .map_err(failed)?;
+            .map_err(library_failure)?;
     }
     s.tracks_changed();
     if !still_there {
@@ -222,17 +254,28 @@ fn hls_failure(e: HlsError) -> JobFailure {
     match e {
         HlsError::FfmpegMissing(reason) => JobFailure::Unavailable(reason),
         HlsError::Cancelled => JobFailure::Interrupted,
+        HlsError::Store(e) => store_failure(e),
+        HlsError::Io { source, op, path } => {
+            let fault = io_fault(&source);
+            by_fault(fault, HlsError::Io { op, path, source })
+        }
+        // ffmpeg's own writes in the work dir: its words are all there is to go by.
+        e @ HlsError::Ffmpeg { .. } if e.to_string().contains("No space left on device") => {
+            by_fault(Fault::Full, e)
+        }
         other => JobFailure::Failed(other.to_string()),
     }
 }
 
 async fn download(s: &Service, key: &BlobKey, to: &Path) -> Result<(), JobFailure> {
-    let mut obj = s.store.get(key, None).await.map_err(failed)?;
-    let mut f = tokio::fs::File::create(to).await.map_err(failed)?;
+    let mut obj = s.store.get(key, None).await.map_err(store_failure)?;
+    let mut f = tokio::fs::File::create(to).await.map_err(io_failure)?;
     while let Some(chunk) = obj.body.next().await {
-        f.write_all(&chunk.map_err(failed)?).await.map_err(failed)?;
+        f.write_all(&chunk.map_err(io_failure)?)
+            .await
+            .map_err(io_failure)?;
     }
-    f.flush().await.map_err(failed)?;
+    f.flush().await.map_err(io_failure)?;
     Ok(())
 }
 

@@ -594,6 +594,20 @@ pub struct S3sFs {
     pub endpoint: String,
 }
 
+impl S3sFs {
+    /// Kills the server (an outage); [`start_s3s_on`] with the same root and port brings the
+    /// same store back.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        self.endpoint.rsplit(':').next().unwrap().parse().unwrap()
+    }
+}
+
 impl Drop for S3sFs {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -611,8 +625,12 @@ pub fn free_port() -> u16 {
 
 /// Starts s3s-fs on a free loopback port serving `root` (each folder is a bucket).
 pub fn start_s3s(root: &Path) -> S3sFs {
+    start_s3s_on(root, free_port())
+}
+
+/// Starts s3s-fs serving `root` on `port` (to restart a stopped one where clients expect it).
+pub fn start_s3s_on(root: &Path, port: u16) -> S3sFs {
     let bin = require_tool("s3s-fs");
-    let port = free_port();
     let log = root.with_extension("log");
     let out = std::fs::File::create(&log).unwrap();
     let child = Command::new(bin)

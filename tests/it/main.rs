@@ -6,6 +6,7 @@ mod cli;
 mod dashboard;
 mod deps;
 mod docs;
+mod faults;
 mod helpers;
 mod hls;
 mod hostile;

@@ -197,7 +197,9 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
               (status = 200, description = "Byte-identical to an existing track: that track", body = Track),
               (status = 400, body = ErrorEnvelope), (status = 401, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope),
               (status = 413, description = "Over storage.max_upload_bytes", body = ErrorEnvelope),
-              (status = 415, description = "Not multipart, or not audio", body = ErrorEnvelope)))]
+              (status = 415, description = "Not multipart, or not audio", body = ErrorEnvelope),
+              (status = 503, description = "The media store is unavailable (code store_unavailable, with retry-after); nothing was stored", body = ErrorEnvelope),
+              (status = 507, description = "A disk or the media store is full (code insufficient_storage, the message says which); nothing was kept", body = ErrorEnvelope)))]
 async fn upload<S, B>(
     who: Principal,
     s: AppState,
@@ -211,6 +213,12 @@ where
     B: Buf + Send + 'static,
 {
     let limit = s.config.storage.max_upload_bytes;
+    // The store was found down moments ago: say so now, not after receiving the whole file.
+    if s.ready
+        .store_known_unavailable(s.config.server.readyz_check)
+    {
+        return Err(warp::reject::custom(ApiError::StoreUnavailable));
+    }
     let ct = ct.unwrap_or_default();
     let boundary = multer::parse_boundary(&ct).map_err(|_| {
         warp::reject::custom(ApiError::UnsupportedMediaType {
