@@ -175,13 +175,21 @@ async fn every_catalogued_metric_appears_with_only_catalogued_labels() {
     let second = stream(&app).await;
     assert_eq!(first["url"], second["url"], "a young URL is reused");
 
-    // The origin and the metadata and blob-head caches: an edge revalidating a segment.
+    // The origin and its caches: segments' bytes stay in memory, so an edge revalidating one
+    // is answered from them; an original's size and ETag come from the blob-head cache.
     let fetched =
         crate::helpers::play(&app.client, &app.reach(first["url"].as_str().unwrap()), &id).await;
     let segment = fetched.last().unwrap();
+    let original = app
+        .client
+        .get(app.url(&format!("/api/v1/tracks/{id}/stream?format=original")));
+    let original: Value = original.send().await.unwrap().json().await.unwrap();
+    let original = app.reach(original["url"].as_str().unwrap());
     for _ in 0..2 {
-        let r = app.client.head(segment).send().await.unwrap();
-        assert_eq!(r.status(), 200);
+        for url in [segment, &original] {
+            let r = app.client.head(url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+        }
     }
 
     // RUM: one accepted and one rejected beacon.
@@ -248,7 +256,7 @@ async fn every_catalogued_metric_appears_with_only_catalogued_labels() {
     );
 
     // What the subsystems did shows in the figures.
-    for sub in ["stream_url", "metadata", "blob_head"] {
+    for sub in ["stream_url", "metadata", "blob_head", "media_bytes"] {
         assert!(
             value(&samples, "veza_cache_hits_total", ("subsystem", sub)) >= 1.0,
             "no {sub} cache hit"

@@ -234,10 +234,8 @@ pub(super) fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::NotFound(_) | StoreError::InvalidKey(_) => ApiError::NotFound,
         StoreError::RangeNotSatisfiable { size } => ApiError::RangeNotSatisfiable { size },
-        e => {
-            tracing::error!(error = %e, "blob store failed while serving /media/");
-            ApiError::Internal
-        }
+        // An unreachable store is a 503 with retry-after (edges retry), not a 500.
+        e => e.into(),
     }
 }
 
