@@ -115,7 +115,8 @@ function Row({ t, selected, onSelect, onSaved }) {
 
 export function Library() {
   const [q, setQ] = useState("");
-  const [sort, setSort] = useState("newest");
+  // "" is the server's default: best match first while searching, else newest first.
+  const [sort, setSort] = useState("");
   const [status, setStatus] = useState("");
   const [pages, setPages] = useState([null]);
   const [page, setPage] = useState(null);
@@ -124,7 +125,8 @@ export function Library() {
   const [tick, setTick] = useState(0);
   const cursor = pages[pages.length - 1];
   useEffect(() => {
-    const p = new URLSearchParams({ sort, limit: "25" });
+    const p = new URLSearchParams({ limit: "25" });
+    if (sort) p.set("sort", sort);
     if (q.trim()) p.set("q", q.trim());
     if (status) p.set("status", status);
     if (cursor) p.set("cursor", cursor);
@@ -173,7 +175,7 @@ export function Library() {
           <option value="">Any</option>{Object.entries(STATUS).map(([k, v]) => <option value={k}>{v}</option>)}
         </select></label>
         <label>Sort<select value={sort} onChange={(e) => reset(setSort)(e.currentTarget.value)}>
-          <option value="newest">Newest</option><option value="oldest">Oldest</option><option value="title">Title</option><option value="artist">Artist</option><option value="album">Album</option>
+          <option value="">{q.trim() ? "Best match" : "Newest"}</option>{(q.trim() || sort === "newest") && <option value="newest">Newest</option>}<option value="oldest">Oldest</option><option value="title">Title</option><option value="artist">Artist</option><option value="album">Album</option>
         </select></label>
       </div>
       {sel.size > 0 && (
