@@ -232,37 +232,22 @@ impl App {
     /// When no admin exists yet, a one-time setup link (`{public_url}/setup?token=…`, valid for
     /// an hour, stored hashed) that lets the first visitor create one; else `None`.
     pub async fn issue_setup_link(&self) -> Result<Option<String>, AccountsError> {
-        let token = accounts::random_secret();
-        let hash = accounts::secret_hash(&token);
-        let now = crate::clock::now();
-        let issued = self
-            .state
-            .db
-            .call(move |c| {
-                if accounts_store::has_admin(c)? {
-                    return Ok(false);
-                }
-                accounts_store::create_setup_token(
-                    c,
-                    &hash,
-                    now,
-                    now + accounts::SETUP_TOKEN_SECS,
-                )?;
-                Ok::<_, AccountsError>(true)
-            })
-            .await?;
-        if !issued {
-            return Ok(None);
-        }
-        let mut url = self
-            .state
-            .config
-            .server
-            .public_url
-            .join("setup")
-            .expect("a static path joins");
-        url.query_pairs_mut().append_pair("token", &token);
-        Ok(Some(url.to_string()))
+        setup_link(&self.state).await
+    }
+
+    /// Issues the setup link beside serving, so its database write never holds up the first
+    /// request, and logs it (or the failure).
+    pub fn announce_setup_link(&self) {
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            match setup_link(&state).await {
+                Ok(Some(link)) => tracing::warn!(
+                    "no admin yet: open {link} within an hour to create one (single use), or run `veza admin create`"
+                ),
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "could not issue the setup link"),
+            }
+        });
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish (bounded by
@@ -369,4 +354,32 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
+}
+
+/// A single-use setup link while no admin exists (`None` once one does).
+async fn setup_link(state: &AppState) -> Result<Option<String>, AccountsError> {
+    let token = accounts::random_secret();
+    let hash = accounts::secret_hash(&token);
+    let now = crate::clock::now();
+    let issued = state
+        .db
+        .call(move |c| {
+            if accounts_store::has_admin(c)? {
+                return Ok(false);
+            }
+            accounts_store::create_setup_token(c, &hash, now, now + accounts::SETUP_TOKEN_SECS)?;
+            Ok::<_, AccountsError>(true)
+        })
+        .await?;
+    if !issued {
+        return Ok(None);
+    }
+    let mut url = state
+        .config
+        .server
+        .public_url
+        .join("setup")
+        .expect("a static path joins");
+    url.query_pairs_mut().append_pair("token", &token);
+    Ok(Some(url.to_string()))
 }

@@ -28,13 +28,7 @@ pub(super) fn serve(cfg: config::Config, masked: String) -> Result<(), CliError>
             version::VERSION,
             app.local_addr()
         );
-        match app.issue_setup_link().await {
-            Ok(Some(link)) => tracing::warn!(
-                "no admin yet: open {link} within an hour to create one (single use), or run `veza admin create`"
-            ),
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "could not issue the setup link"),
-        }
+        app.announce_setup_link();
         crate::systemd::ready();
         let watchdog = crate::systemd::start_watchdog(app.state().db.clone());
         app.run_until(async {
