@@ -9,16 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::io::AsyncReadExt;
-use tokio_util::io::ReaderStream;
-
 use super::{
     BlobKey, ByteRange, ByteStream, GetObject, Meter, ObjectMeta, StoreError, StoreMetrics, Stored,
     TEMP_PREFIX, next_chunk, temp_name,
 };
 
-/// Read size for large bodies: each chunk is one trip through the blocking pool, so fewer,
-/// larger reads (0.50x to 0.71x nginx on a 7 MB original); 256 KiB per streaming connection.
+/// Read size for large bodies: 256 KiB per read and per streaming connection.
 const READ_CHUNK: usize = 256 * 1024;
 
 /// Objects (or ranges) up to this size are read whole by `get` on the calling thread.
@@ -28,6 +24,35 @@ const SMALL_OBJECT: u64 = 256 * 1024;
 enum Opened {
     Whole(bytes::Bytes),
     File(std::fs::File),
+}
+
+/// Streams the next `len` bytes of `file`, read on the polling thread a chunk at a time, as
+/// nginx reads without `aio threads`: from the page cache a read costs less than a trip through
+/// the blocking pool and back (a 7 MB original went from 0.82x to 0.98x nginx). A file cut short
+/// ends the stream with an error, never with fewer bytes than the length sent.
+fn inline_stream(file: std::fs::File, len: u64) -> ByteStream {
+    Box::pin(futures_util::stream::unfold(
+        (file, len),
+        |(mut file, left)| async move {
+            if left == 0 {
+                return None;
+            }
+            let want = left.min(READ_CHUNK as u64);
+            let mut buf = Vec::with_capacity(want as usize);
+            let read =
+                std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, want), &mut buf);
+            let item = match read {
+                Ok(0) => Err(std::io::Error::from(ErrorKind::UnexpectedEof)),
+                Ok(n) => Ok((bytes::Bytes::from(buf), left - n as u64)),
+                Err(e) => Err(e),
+            };
+            Some(match item {
+                Ok((chunk, rest)) => (Ok(chunk), (file, rest)),
+                // Nothing more after an error: the remaining length is dropped.
+                Err(e) => (Err(e), (file, 0)),
+            })
+        },
+    ))
 }
 
 /// The local filesystem store rooted at one directory.
@@ -290,10 +315,7 @@ impl LocalStore {
         let (size, start, end, len, etag, body) = opened;
         let body: ByteStream = match body {
             Opened::Whole(b) => Box::pin(futures_util::stream::iter([Ok(b)])),
-            Opened::File(f) => Box::pin(ReaderStream::with_capacity(
-                tokio::fs::File::from_std(f).take(len),
-                READ_CHUNK,
-            )),
+            Opened::File(f) => inline_stream(f, len),
         };
         Ok(GetObject {
             size,
