@@ -171,7 +171,7 @@ async fn uploader(ctx: Ctx, mut rng: Rng, trickle: bool) {
     let mut n = 0;
     while !ctx.stop.load(Ordering::SeqCst) {
         // Paced so the library grows by a few tracks a cycle, not hundreds.
-        tokio::time::sleep(Duration::from_millis(100 + rng.below(250))).await;
+        tokio::time::sleep(Duration::from_millis(200 + rng.below(400))).await;
         let bytes = clip(&mut rng);
         let sha = hex_sha(&bytes);
         ctx.ledger
@@ -425,10 +425,10 @@ async fn verify(s: &Server, token: &str, ledger: &Mutex<Ledger>, tally: &mut Tal
     ledger.lock().unwrap().fresh.clear();
 }
 
-/// Writes five fresh clips into `dir` and records them as offered; their names and hashes.
+/// Writes three fresh clips into `dir` and records them as offered; their names and hashes.
 fn import_dir(dir: &Path, rng: &mut Rng, ledger: &Mutex<Ledger>) -> Vec<(String, String)> {
     std::fs::create_dir_all(dir).unwrap();
-    (0..5)
+    (0..3)
         .map(|i| {
             let b = clip(rng);
             let sha = hex_sha(&b);
@@ -447,7 +447,9 @@ fn import_dir(dir: &Path, rng: &mut Rng, ledger: &Mutex<Ledger>) -> Vec<(String,
 /// that was never taken down, every such track ready; then a clean `veza check`.
 async fn drain(s: &Server, token: &str, ledger: &Mutex<Ledger>, tag: &str) -> usize {
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(180);
+    // The backlog grows with the cycles (uploads outpace packaging): fail only when the jobs
+    // stop making progress, not after a fixed time.
+    let (mut done_before, mut progress_at) = (0, Instant::now());
     let jobs = loop {
         let mut jobs = Vec::new();
         let mut cursor = String::new();
@@ -470,8 +472,16 @@ async fn drain(s: &Server, token: &str, ledger: &Mutex<Ledger>, tag: &str) -> us
         {
             break jobs;
         }
-        assert!(Instant::now() < deadline, "{tag}: jobs never drained");
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let done = jobs.iter().filter(|j| j["state"] == "succeeded").count();
+        if done > done_before {
+            (done_before, progress_at) = (done, Instant::now());
+        }
+        assert!(
+            progress_at.elapsed() < Duration::from_secs(90),
+            "{tag}: jobs stopped draining ({done} of {} succeeded)",
+            jobs.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let tracks = all_tracks(&client, s, token).await;
     let l = ledger.lock().unwrap();
@@ -500,7 +510,15 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged() {
     let home = home.path();
     let token = cli_admin_token(home);
     // A short lease: a job whose worker was killed is taken over quickly after the restart.
-    std::fs::write(home.join("veza.toml"), "[jobs]\nlease_secs = 2\n").unwrap();
+    // A killed attempt counts against the job's budget by design (a job that kills the process
+    // must not loop forever), and a kill every ~1.5 s can land on the same job five times
+    // (found with seed 1796424576801207441: a track ended `failed`, "the worker running the last
+    // attempt vanished"); the budget here covers the kills, not ordinary failures.
+    std::fs::write(
+        home.join("veza.toml"),
+        "[jobs]\nlease_secs = 2\nmax_attempts = 100\n",
+    )
+    .unwrap();
     let (seed, cycles) = (seed(), cycles());
     eprintln!("crash loop: seed {seed}, {cycles} cycles (VEZA_CRASH_SEED={seed} replays)");
     let mut rng = Rng(seed);
@@ -592,7 +610,7 @@ fn kill_9_at_random_moments_loses_nothing_acknowledged() {
                 .map(|(_, sha)| sha),
         );
         let l = ledger.lock().unwrap();
-        tally.uploads_offered += l.offered.len() - offered_before - 5;
+        tally.uploads_offered += l.offered.len() - offered_before - 3;
         tally.uploads_acked += l.acked.len() - acked_before;
         drop(l);
         let e = ctx.edits.load(Ordering::SeqCst);
