@@ -172,6 +172,9 @@ async fn uploader(ctx: Ctx, mut rng: Rng, trickle: bool) {
     while !ctx.stop.load(Ordering::SeqCst) {
         // Paced so the library grows by a few tracks a cycle, not hundreds.
         tokio::time::sleep(Duration::from_millis(200 + rng.below(400))).await;
+        if ctx.stop.load(Ordering::SeqCst) {
+            break;
+        }
         let bytes = clip(&mut rng);
         let sha = hex_sha(&bytes);
         ctx.ledger
@@ -191,6 +194,9 @@ async fn uploader(ctx: Ctx, mut rng: Rng, trickle: bool) {
         )
         .await;
         ctx.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if got.is_none() && !ctx.stop.load(Ordering::SeqCst) {
+            eprintln!("{}: an upload got no 2xx while the server was up", ctx.tag);
+        }
         if let Some(t) = got {
             assert_eq!(t["sha256"], sha.as_str(), "{}: acknowledged hash", ctx.tag);
             let id = t["id"].as_str().unwrap().to_owned();
