@@ -111,6 +111,23 @@ fn parse_hop(h: &str) -> Option<IpAddr> {
 }
 
 /// A JSON body: `content-type` among `accepted` (else 415), at most `limit` bytes whether or
+/// The raw query string ("" when absent), refused with `invalid_query` when its percent-escapes
+/// decode to invalid UTF-8: the form decoder would otherwise turn them into U+FFFD silently and
+/// a search for `%ff` would answer 200.
+pub(crate) fn raw_query() -> impl Filter<Extract = (String,), Error = Rejection> + Clone {
+    warp::query::raw()
+        .or(warp::any().map(String::new))
+        .unify()
+        .and_then(|raw: String| async move {
+            match percent_encoding::percent_decode_str(&raw).decode_utf8() {
+                Ok(_) => Ok(raw),
+                Err(_) => Err(warp::reject::custom(ApiError::InvalidQuery(
+                    "the query string is not UTF-8 once percent-decoded".into(),
+                ))),
+            }
+        })
+}
+
 /// not a length is declared (else 413), and deserialised with the failing field named (400).
 pub(crate) fn json_body<T>(
     limit: u64,

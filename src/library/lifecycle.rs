@@ -179,6 +179,16 @@ pub fn mark_packaged(
         [id.as_str()],
     )?;
     if n == 1 {
+        // A header can claim days for seconds of audio (a lying Xing frame count or WAV data
+        // size); what ffmpeg decoded is the truth once packaging ran. Small encoder differences
+        // (priming, padding) leave the probed value alone.
+        if let Some(measured) = renditions.iter().map(|r| r.duration_ms as i64).max() {
+            tx.execute(
+                "UPDATE tracks SET duration_ms = ?2 WHERE id = ?1
+                   AND (duration_ms IS NULL OR ABS(duration_ms - ?2) > MAX(1000, ?2 / 10))",
+                params![id.as_str(), measured],
+            )?;
+        }
         for r in renditions {
             tx.execute(
                 "INSERT INTO track_renditions (track_id, bitrate_kbps, playlist_key,

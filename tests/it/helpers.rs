@@ -832,3 +832,38 @@ pub async fn spawn_edge(
     tokio::spawn(warp::serve(route).incoming(listener).run());
     addr
 }
+
+/// A 16-bit stereo 44.1 kHz WAV: `ms` of a `freq` Hz sine with a little `seed`-driven noise
+/// (distinct seeds give distinct bytes), built in memory without ffmpeg. `claimed_data` overrides
+/// the data chunk's size field (a header that lies about the duration).
+pub fn wav(ms: u32, freq: f64, seed: u64, claimed_data: Option<u32>) -> Vec<u8> {
+    const RATE: u32 = 44_100;
+    let frames = RATE as u64 * ms as u64 / 1000;
+    let data_len = (frames * 4) as u32;
+    let claimed = claimed_data.unwrap_or(data_len);
+    let mut out = Vec::with_capacity(44 + data_len as usize);
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&claimed.saturating_add(36).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&16u32.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&RATE.to_le_bytes());
+    out.extend_from_slice(&(RATE * 4).to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&claimed.to_le_bytes());
+    let mut x = seed | 1;
+    for i in 0..frames {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let noise = (x % 2001) as f64 - 1000.0;
+        let t = i as f64 / RATE as f64;
+        let s = ((t * freq * std::f64::consts::TAU).sin() * 8000.0 + noise) as i16;
+        out.extend_from_slice(&s.to_le_bytes());
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    out
+}

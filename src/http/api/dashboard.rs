@@ -149,7 +149,7 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
             .and(warp::get())
             .and(require(s, Role::Editor))
             .and(with_state(s))
-            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+            .and(crate::http::filters::raw_query())
             .and_then(stats),
     );
     let settings = route(
@@ -167,7 +167,7 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
         warp::path!("api" / "v1" / "oembed")
             .and(warp::get())
             .and(with_state(s))
-            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+            .and(crate::http::filters::raw_query())
             .and_then(oembed),
     );
     stats.or(settings).unify().or(oembed).unify().boxed()

@@ -53,7 +53,7 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
             .and(warp::get())
             .and(require(s, Role::Editor))
             .and(with_state(s))
-            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+            .and(crate::http::filters::raw_query())
             .and_then(list),
     );
     let retry = route(

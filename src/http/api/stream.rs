@@ -70,7 +70,7 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
             .and(viewer(s))
             .and(client_ip())
             .and(with_state(s))
-            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+            .and(crate::http::filters::raw_query())
             .and_then(stream),
     )
 }

@@ -132,7 +132,7 @@ pub(crate) fn routes(s: &AppState) -> BoxedFilter<(Response,)> {
             .and(warp::get())
             .and(viewer(s))
             .and(with_state(s))
-            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+            .and(crate::http::filters::raw_query())
             .and_then(list),
     );
     let get = route(
