@@ -118,7 +118,9 @@ pub fn insert(
     also: impl FnOnce(&Connection) -> Result<(), LibraryError>,
 ) -> Result<Option<Track>, LibraryError> {
     let t = &new.track;
-    let tx = c.transaction()?;
+    // IMMEDIATE: take the write lock up front (waiting out the busy timeout) rather than
+    // upgrading a read snapshot that another process (`veza import` beside `serve`) made stale.
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let res = tx.execute(
         "INSERT INTO tracks (id, title, artist, album, track_number, duration_ms, codec, bitrate_kbps,
             sample_rate, channels, size_bytes, sha256, original_key, content_type, cover_key,
