@@ -13,8 +13,10 @@ fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
 }
 
 fn main() {
-    // `cargo bench` passes --bench; a plain `cargo test --benches` run must not flood.
-    if std::env::args().any(|a| a == "--list" || a == "--test") {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this with no argument and
+    // must not flood (tests/it/flood.rs is the short run CI makes).
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("flood: run it with `cargo bench --bench flood` or benches/flood.sh");
         return;
     }
     let mode: String = env("FLOOD_EDGE", "both".to_owned());
