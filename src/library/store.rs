@@ -367,11 +367,8 @@ pub fn list(c: &Connection, q: &Query) -> Result<Page, LibraryError> {
     } else {
         format!("WHERE {}", wh.join(" AND "))
     };
-    let rank = if sort == Sort::Relevance {
-        "f.fts_rank"
-    } else {
-        "NULL"
-    };
+    // The rank column is the sort column when sorting by relevance.
+    let rank = if sort == Sort::Relevance { col } else { "NULL" };
     let sql = format!(
         "SELECT {COLS}, {rank} FROM {from} {where_sql} ORDER BY {col} {dir}, id {dir} LIMIT {}",
         limit + 1

@@ -74,11 +74,7 @@ pub(super) async fn send(
             obj.etag.clone(),
             mutable,
         );
-        if let Some(etag) = &obj.etag {
-            set_etag(&mut out, etag);
-        }
-        set_whole_body(&mut out, bytes);
-        return Ok(out);
+        return from_memory(out, &bytes, obj.etag.as_deref(), false, &asked);
     }
     if let Some(etag) = &obj.etag {
         set_etag(&mut out, etag);
@@ -159,13 +155,6 @@ fn from_memory(
         *out.body_mut() = bytes.slice(start as usize..=end as usize).into();
     }
     Ok(out)
-}
-
-/// A 200 with all of `bytes` as its body.
-fn set_whole_body(out: &mut Response, bytes: Bytes) {
-    let size = bytes.len() as u64;
-    set_body_headers(out, false, 0, size.saturating_sub(1), size);
-    *out.body_mut() = bytes.into();
 }
 
 /// Reads a body of `size` bytes into one buffer (one chunk is kept as is, without a copy).
