@@ -857,8 +857,16 @@ async fn objects_served_from_memory_answer_exactly_as_from_the_store_and_stay_be
     assert_eq!(bytes.as_ref(), filler(10, 20_000).as_slice());
 
     // From here on the segment comes from memory: the same bytes, ranges and validators.
+    let pull = |headers: &[(&str, &str)]| {
+        let mut r = c.get(url_of(seg_key));
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        async move { r.send().await.unwrap() }
+    };
+    let text = |url: String| async move { c.get(url).send().await.unwrap().text().await.unwrap() };
     let hits = media_cache(&app, "hits");
-    let again = c.get(url_of(seg_key)).send().await.unwrap();
+    let again = pull(&[]).await;
     assert_eq!(header(&again, "etag"), etag);
     assert_eq!(
         header(&again, "cache-control"),
@@ -866,44 +874,18 @@ async fn objects_served_from_memory_answer_exactly_as_from_the_store_and_stay_be
     );
     assert_eq!(header(&again, "content-type"), "audio/mp4");
     assert_eq!(again.bytes().await.unwrap(), bytes);
-    let part = c
-        .get(url_of(seg_key))
-        .header("range", "bytes=100-199")
-        .send()
-        .await
-        .unwrap();
+    let part = pull(&[("range", "bytes=100-199")]).await;
     assert_eq!(part.status(), 206);
     assert_eq!(header(&part, "content-range"), "bytes 100-199/20000");
     assert_eq!(part.bytes().await.unwrap(), bytes.slice(100..200));
-    let tail = c
-        .get(url_of(seg_key))
-        .header("range", "bytes=-10")
-        .send()
-        .await
-        .unwrap();
+    let tail = pull(&[("range", "bytes=-10")]).await;
     assert_eq!(tail.bytes().await.unwrap(), bytes.slice(19_990..));
-    let stale_range = c
-        .get(url_of(seg_key))
-        .header("range", "bytes=0-9")
-        .header("if-range", "\"not-it\"")
-        .send()
-        .await
-        .unwrap();
+    let stale_range = pull(&[("range", "bytes=0-9"), ("if-range", "\"not-it\"")]).await;
     assert_eq!(stale_range.status(), 200, "a stale If-Range sends it all");
-    let beyond = c
-        .get(url_of(seg_key))
-        .header("range", "bytes=20000-")
-        .send()
-        .await
-        .unwrap();
+    let beyond = pull(&[("range", "bytes=20000-")]).await;
     assert_eq!(header(&beyond, "content-range"), "bytes */20000");
     assert_envelope(beyond, 416, "range_not_satisfiable").await;
-    let not_modified = c
-        .get(url_of(seg_key))
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let not_modified = pull(&[("if-none-match", &etag)]).await;
     assert_eq!(not_modified.status(), 304);
     let head = c.head(url_of(seg_key)).send().await.unwrap();
     assert_eq!(head.status(), 200);
@@ -920,24 +902,8 @@ async fn objects_served_from_memory_answer_exactly_as_from_the_store_and_stay_be
 
     // A playlist re-written by a re-packaging is served new at once, not from memory.
     let playlist = format!("tracks/{id}/hls/128k.m3u8");
-    let old = c
-        .get(url_of(&playlist))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert_eq!(
-        c.get(url_of(&playlist))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        old
-    );
+    let old = text(url_of(&playlist)).await;
+    assert_eq!(text(url_of(&playlist)).await, old);
     let new = old.replace("#EXT-X-ENDLIST", "#EXT-X-DISCONTINUITY\n#EXT-X-ENDLIST");
     put(&app, &playlist, new.clone().into_bytes()).await;
     // What `mark_packaged` does after its commit (through `sql`'s tracks_changed).
@@ -947,16 +913,7 @@ async fn objects_served_from_memory_answer_exactly_as_from_the_store_and_stay_be
         vec![id.to_owned()],
     )
     .await;
-    assert_eq!(
-        c.get(url_of(&playlist))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        new
-    );
+    assert_eq!(text(url_of(&playlist)).await, new);
 
     // Taken down: the segment in memory is refused like every other object.
     sql(
